@@ -1,0 +1,44 @@
+#pragma once
+// A tensor as QEval sees it, whatever file it came from: name, element type, shape in
+// row-major order (outermost first, as numpy/safetensors write it; a GGUF ne[] is reversed),
+// and a pointer to its bytes inside a memory mapping (or an owned buffer). No copy is made
+// until a caller asks for floats.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qeval/io/dtype.h"
+
+namespace qeval {
+
+struct Tensor {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;  // row-major: {rows, cols} for a matrix [out_features, in_features]
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+  std::shared_ptr<const void> owner;  // keeps the mapping or buffer alive
+
+  // When set, logical row r is stored at physical row row_order[r]. Used to reconcile
+  // rotary layouts (GGUF llama Q/K rows) without copying the file's bytes.
+  std::vector<int32_t> row_order;
+
+  int64_t numel() const;
+  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
+  int64_t rows() const { return cols() == 0 ? 0 : numel() / cols(); }
+  size_t bytes_per_row() const;
+  const uint8_t* row_data(int64_t logical_row) const;
+
+  void row_to_f32(int64_t logical_row, float* out) const;  // cols() floats
+  std::vector<float> to_f32() const;                        // numel() floats, logical order
+
+  // A tensor owning its own float32 data (results of transforms, synthetic models, tests).
+  static Tensor from_f32(std::string name, std::vector<int64_t> shape, std::vector<float> values);
+  // A tensor owning arbitrary encoded bytes.
+  static Tensor from_bytes(std::string name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
+};
+
+std::string shape_string(const std::vector<int64_t>& shape);
+
+}  // namespace qeval
