@@ -12,6 +12,7 @@ PACKAGES=(
   libopenblas-dev                     # sgemm for prefill
   libsentencepiece-dev                # SentencePiece .model tokenizers
   libpcre2-dev                        # pre-tokenizer regexes (Unicode properties)
+  libutf8proc-dev                     # NFC/NFKC normalizers of tokenizer.json
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libfmt-dev libspdlog-dev
   libsqlite3-dev
