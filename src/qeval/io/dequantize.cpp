@@ -32,6 +32,7 @@ void ints_to_f32(const uint8_t* p, float* dst, int64_t n) {
 void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
   const auto* p = static_cast<const uint8_t*>(src);
   const int64_t nb = checked_blocks(type, n, "dequantize");
+  if (n == 0) return;  // (src may then be null, which memcpy must not see)
   switch (type) {
     case DType::F32:
       std::memcpy(dst, p, static_cast<size_t>(n) * 4);
@@ -51,6 +52,7 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
     case DType::I16: ints_to_f32<int16_t>(p, dst, n); return;
     case DType::I32: ints_to_f32<int32_t>(p, dst, n); return;
     case DType::I64: ints_to_f32<int64_t>(p, dst, n); return;
+    case DType::U8: ints_to_f32<uint8_t>(p, dst, n); return;
     case DType::Q4_0: ggml::dequant_q4_0(p, dst, nb); return;
     case DType::Q4_1: ggml::dequant_q4_1(p, dst, nb); return;
     case DType::Q5_0: ggml::dequant_q5_0(p, dst, nb); return;
@@ -82,6 +84,7 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
   if (!can_quantize(type))
     throw Error("quantize: writing type " + std::string(dtype_name(type)) + " is not supported");
   const int64_t nb = checked_blocks(type, n, "quantize");
+  if (n == 0) return;
   switch (type) {
     case DType::F32:
       std::memcpy(p, src, static_cast<size_t>(n) * 4);

@@ -28,6 +28,9 @@ enum class DType : uint32_t {
   I64 = 27,
   F64 = 28,
   BF16 = 30,
+  // Not a ggml type (GGUF has no unsigned 8-bit tensors): safetensors "U8" only, for packed
+  // low-bit outputs. dtype_traits(ggml id) never returns it.
+  U8 = 0x10000,
 };
 
 struct DTypeTraits {

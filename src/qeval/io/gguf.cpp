@@ -1,5 +1,6 @@
 #include "qeval/io/gguf.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <unordered_set>
@@ -13,6 +14,7 @@ namespace {
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr int kMaxDims = 4;              // ggml's GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 4;
+constexpr uint64_t kMaxReserve = 1 << 16;  // elements reserved up front from a count in the file
 
 size_t scalar_size(GGUFValueType t) {
   switch (t) {
@@ -49,7 +51,7 @@ class Cursor {
     const uint64_t len = get<uint64_t>(what);
     if (len > remaining())
       error(std::string("absurd string length ") + std::to_string(len) + " for " + what + " at offset " +
-            std::to_string(pos_ - 8));
+            std::to_string(pos_ - 8) + ", " + std::to_string(remaining()) + " bytes left (corrupt or truncated file)");
     std::string s(reinterpret_cast<const char*>(d_ + pos_), static_cast<size_t>(len));
     pos_ += static_cast<size_t>(len);
     return s;
@@ -94,11 +96,13 @@ GGUFValue read_value(Cursor& c, GGUFValueType type, const std::string& key, int 
       // than the bytes left is impossible: reject it before allocating anything.
       const size_t min_size = scalar_size(elem) ? scalar_size(elem) : 8;
       if (count > c.remaining() / min_size)
-        c.error("metadata '" + key + "': absurd array count " + std::to_string(count) + " (" +
-                std::to_string(c.remaining()) + " bytes left)");
+        c.error("metadata '" + key + "': absurd array count " + std::to_string(count) + ", " +
+                std::to_string(c.remaining()) + " bytes left (corrupt or truncated file)");
       GGUFArray arr;
       arr.elem = elem;
-      arr.items.reserve(static_cast<size_t>(count));
+      // An element in memory is much larger than its smallest encoding: reserve a bounded
+      // amount and let the vector grow only as elements are actually read.
+      arr.items.reserve(static_cast<size_t>(std::min<uint64_t>(count, kMaxReserve)));
       for (uint64_t i = 0; i < count; ++i) arr.items.push_back(read_value(c, elem, key, depth + 1));
       v.value = std::move(arr);
       break;
@@ -293,8 +297,9 @@ void parse_gguf_buffer(const uint8_t* data, size_t size, const std::string& labe
   const uint64_t n_tensors = c.get<uint64_t>("tensor count");
   const uint64_t n_kv = c.get<uint64_t>("metadata count");
   // Each KV needs >= 12 bytes, each tensor info >= 24: absurd counts fail before allocation.
-  if (n_kv > c.remaining() / 12) c.error("absurd metadata count " + std::to_string(n_kv));
-  if (n_tensors > c.remaining() / 24) c.error("absurd tensor count " + std::to_string(n_tensors));
+  const std::string left = ", " + std::to_string(c.remaining()) + " bytes left (corrupt or truncated file)";
+  if (n_kv > c.remaining() / 12) c.error("absurd metadata count " + std::to_string(n_kv) + left);
+  if (n_tensors > c.remaining() / 24) c.error("absurd tensor count " + std::to_string(n_tensors) + left);
 
   out.metadata = GGUFMetadata();
   out.metadata.set_source(label);
@@ -317,7 +322,7 @@ void parse_gguf_buffer(const uint8_t* data, size_t size, const std::string& labe
   }
 
   out.tensor_infos.clear();
-  out.tensor_infos.reserve(static_cast<size_t>(n_tensors));
+  out.tensor_infos.reserve(static_cast<size_t>(std::min<uint64_t>(n_tensors, kMaxReserve)));
   std::unordered_set<std::string> names;
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GGUFTensorInfo ti;
@@ -433,19 +438,60 @@ class Out {
   AtomicFile& f_;
 };
 
+// The value holds what its declared type says (array items: the array's element type).
+void check_value(const std::string& path, const std::string& key, const GGUFValue& v, int depth) {
+  bool ok = false;
+  switch (v.type) {
+    case GGUFValueType::U8: case GGUFValueType::U16: case GGUFValueType::U32: case GGUFValueType::U64:
+    case GGUFValueType::I8: case GGUFValueType::I16: case GGUFValueType::I32: case GGUFValueType::I64:
+      ok = std::holds_alternative<uint64_t>(v.value) || std::holds_alternative<int64_t>(v.value);
+      break;
+    case GGUFValueType::F32: case GGUFValueType::F64: ok = std::holds_alternative<double>(v.value); break;
+    case GGUFValueType::BOOL: ok = std::holds_alternative<bool>(v.value); break;
+    case GGUFValueType::STRING: ok = std::holds_alternative<std::string>(v.value); break;
+    case GGUFValueType::ARRAY: ok = std::holds_alternative<GGUFArray>(v.value); break;
+  }
+  if (!ok) fail_file(path, "metadata '" + key + "': value does not hold a " + std::string(gguf_type_name(v.type)));
+  if (const auto* a = std::get_if<GGUFArray>(&v.value)) {
+    if (depth >= kMaxArrayDepth) fail_file(path, "metadata '" + key + "': arrays nested too deeply");
+    for (const auto& it : a->items) {
+      if (it.type != a->elem)
+        fail_file(path, "metadata '" + key + "': array of " + std::string(gguf_type_name(a->elem)) + " holds a " +
+                            std::string(gguf_type_name(it.type)));
+      check_value(path, key, it, depth + 1);
+    }
+  }
+}
+
 }  // namespace
 
 void write_gguf(const std::string& path, const GGUFMetadata& metadata, const std::vector<GGUFWriteTensor>& tensors,
                 uint32_t version) {
-  if (version != 2 && version != 3) fail_file(path, "can only write GGUF v2 or v3");
+  // Everything is checked before the output is created, so that what is written reads back.
+  if (version != 2 && version != 3) fail_file(path, "can only write GGUF version 2 or 3, not " + std::to_string(version));
+  for (const auto& [k, v] : metadata.entries()) check_value(path, k, v, 0);
   uint64_t alignment = 32;
-  if (const GGUFValue* a = metadata.find("general.alignment"); a != nullptr && a->is_integer())
-    alignment = static_cast<uint64_t>(metadata.get_int("general.alignment"));
+  if (const GGUFValue* a = metadata.find("general.alignment"); a != nullptr && a->is_integer()) {
+    const int64_t al = metadata.get_int("general.alignment");
+    if (al <= 0 || (al & (al - 1)) != 0 || al > (1 << 20))
+      fail_file(path, "invalid general.alignment " + std::to_string(al) + " (must be a power of two up to 2^20)");
+    alignment = static_cast<uint64_t>(al);
+  }
   std::vector<uint64_t> offsets;
   uint64_t off = 0;
+  std::unordered_set<std::string_view> names;
   for (const auto& t : tensors) {
+    if (t.shape.empty() || t.shape.size() > static_cast<size_t>(kMaxDims))
+      fail_file(path, "tensor '" + t.name + "': a GGUF tensor has 1 to " + std::to_string(kMaxDims) + " dimensions, not " +
+                          std::to_string(t.shape.size()));
+    if (!dtype_traits(static_cast<uint32_t>(t.type)))
+      fail_file(path, "tensor '" + t.name + "': type " + std::string(dtype_name(t.type)) + " cannot be stored in GGUF");
+    if (!names.insert(t.name).second) fail_file(path, "duplicate tensor name '" + t.name + "'");
     int64_t n = 1;
-    for (auto d : t.shape) n *= d;
+    for (auto d : t.shape) {
+      if (d < 0) fail_file(path, "tensor '" + t.name + "': negative dimension " + std::to_string(d));
+      n *= d;
+    }
     const auto rb = row_bytes(t.type, t.shape.empty() ? 1 : t.shape.back());
     if (!rb) fail_file(path, "tensor '" + t.name + "': row length is not a multiple of the block size");
     const size_t expect = t.shape.empty() ? *rb : *rb * static_cast<size_t>(n / t.shape.back());
@@ -473,13 +519,16 @@ void write_gguf(const std::string& path, const GGUFMetadata& metadata, const std
     o.put<uint32_t>(static_cast<uint32_t>(t.type));
     o.put<uint64_t>(offsets[i]);
   }
-  const uint64_t data_start = (f.offset() + alignment - 1) / alignment * alignment;
-  f.pad_to(data_start);
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    f.pad_to(data_start + offsets[i]);
-    f.write(tensors[i].data, tensors[i].nbytes);
+  // A metadata-only file ends right after the header (as gguf-py writes vocabulary files).
+  if (!tensors.empty()) {
+    const uint64_t data_start = (f.offset() + alignment - 1) / alignment * alignment;
+    f.pad_to(data_start);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      f.pad_to(data_start + offsets[i]);
+      f.write(tensors[i].data, tensors[i].nbytes);
+    }
+    f.pad_to((f.offset() + alignment - 1) / alignment * alignment);
   }
-  f.pad_to((f.offset() + alignment - 1) / alignment * alignment);
   f.commit();
 }
 
