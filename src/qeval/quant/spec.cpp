@@ -35,7 +35,6 @@ std::string_view target_long_name(Target t) {
 
 // Quantizer properties a modifier part sets.
 enum class Kind : uint8_t { Symmetry, Clip, Rounding, Scale, Zero };
-constexpr int kKinds = 5;
 
 struct Modifier {
   std::string part;

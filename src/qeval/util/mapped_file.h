@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace qeval {
 
@@ -12,6 +13,9 @@ class MappedFile {
  public:
   // Throws qeval::Error naming the path when the file cannot be opened or mapped.
   static std::shared_ptr<const MappedFile> open(const std::string& path);
+  // The same interface over bytes held in memory (fuzzers, tests, generated files);
+  // `label` stands for the path in error messages.
+  static std::shared_ptr<const MappedFile> from_memory(std::string label, std::vector<uint8_t> bytes);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -25,6 +29,8 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  bool mapped_ = false;
+  std::vector<uint8_t> owned_;
 };
 
 }  // namespace qeval
