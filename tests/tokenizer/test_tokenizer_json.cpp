@@ -262,3 +262,22 @@ TEST(TokenizerJson, ByteLevelPipeline) {
 
 }  // namespace
 }  // namespace qeval
+
+namespace qeval {
+namespace {
+
+// Found by fuzz_tokenizer_json: a vocab id of 14444444 in a 6-entry vocabulary made the
+// loader allocate dense tables for 14M ids. Such ids are now rejected up front.
+TEST(TokenizerJson, RejectsIdsFarBeyondTheVocabulary) {
+  const std::string vocab_error = error_of(
+      R"({"model": {"type": "BPE", "vocab": {"a": 14444444, "b": 1}, "merges": []}})");
+  EXPECT_NE(vocab_error.find("bad.json"), std::string::npos) << vocab_error;
+  EXPECT_NE(vocab_error.find("vocab id 14444444 is out of range"), std::string::npos) << vocab_error;
+  const std::string added_error = error_of(
+      R"({"added_tokens": [{"id": 99999999, "content": "<x>", "special": true}],
+          "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}})");
+  EXPECT_NE(added_error.find("id 99999999 of '<x>' is out of range"), std::string::npos) << added_error;
+}
+
+}  // namespace
+}  // namespace qeval

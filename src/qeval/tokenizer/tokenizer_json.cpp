@@ -413,6 +413,11 @@ std::unique_ptr<BpeModel> parse_model(const Parser& ps, const json& m, BigSectio
     ps.bad(where, "missing \"vocab\"");
   }
   if (big.vocab.empty()) ps.bad(where, "empty vocab");
+  // Ids index dense tables: an id far beyond the entry count would allocate for nothing.
+  for (const auto& [tok, id] : big.vocab)
+    if (static_cast<size_t>(id) >= 2 * big.vocab.size() + 1024)
+      ps.bad(where, "vocab id " + std::to_string(id) + " is out of range for " + std::to_string(big.vocab.size()) +
+                        " entries");
   auto model = std::make_unique<BpeModel>(std::move(big.vocab), opt);
 
   if (!big.have_merges && m.contains("merges") && !m["merges"].is_null()) ps.bad(where, "\"merges\" must be an array");
@@ -614,6 +619,10 @@ std::unique_ptr<BpeTokenizer> parse_tokenizer_json(std::string_view json_text, c
       if (!it->get<bool>() && has) parts.suffix.pop_back();
     }
   }
+  const size_t id_limit = 2 * (static_cast<size_t>(parts.model->max_id()) + 1 + parts.added_tokens.size()) + 1024;
+  for (const auto& t : parts.added_tokens)
+    if (static_cast<size_t>(t.id) >= id_limit)
+      ps.bad("added_tokens", "id " + std::to_string(t.id) + " of '" + t.content + "' is out of range for the vocabulary");
   return std::make_unique<BpeTokenizer>(std::move(parts));
 }
 
