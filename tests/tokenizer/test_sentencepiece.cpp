@@ -10,29 +10,16 @@
 #include "qeval/tokenizer/sentencepiece_tokenizer.h"
 #include "qeval/util/error.h"
 #include "test_support.h"
+#include "tokenizer/tokenizer_test_util.h"
 
 namespace qeval {
 namespace {
 
-using Ids = std::vector<TokenId>;
+using test::Ids;
 using nlohmann::json;
 
-std::string show(const Ids& ids) {
-  std::ostringstream s;
-  s << '[';
-  for (size_t i = 0; i < ids.size(); ++i) s << (i ? ", " : "") << ids[i];
-  s << ']';
-  return s.str();
-}
-
-std::vector<json> read_jsonl(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::vector<json> out;
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(json::parse(line));
-  return out;
-}
+using test::read_jsonl;
+using test::show;
 
 struct Counts {
   size_t cases = 0, ids = 0, with_special = 0, decoded = 0, tokens = 0;

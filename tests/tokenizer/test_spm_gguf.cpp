@@ -13,29 +13,16 @@
 #include "qeval/tokenizer/spm_gguf_tokenizer.h"
 #include "qeval/util/error.h"
 #include "test_support.h"
+#include "tokenizer/tokenizer_test_util.h"
 
 namespace qeval {
 namespace {
 
-using Ids = std::vector<TokenId>;
+using test::Ids;
 using nlohmann::json;
 
-std::string show(const Ids& ids) {
-  std::ostringstream s;
-  s << '[';
-  for (size_t i = 0; i < ids.size(); ++i) s << (i ? ", " : "") << ids[i];
-  s << ']';
-  return s.str();
-}
-
-std::vector<json> read_jsonl(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::vector<json> out;
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(json::parse(line));
-  return out;
-}
+using test::read_jsonl;
+using test::show;
 
 std::unique_ptr<Tokenizer> open_gguf_vocab(const std::filesystem::path& p) {
   const GGUFFile f = GGUFFile::open(p.string());

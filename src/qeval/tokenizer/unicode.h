@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "qeval/util/utf8.h"
 #include <string_view>
 
 namespace qeval::unicode {
@@ -24,7 +26,7 @@ struct Utf8Char {
 };
 Utf8Char utf8_next(std::string_view s, size_t pos);
 bool is_valid_utf8(std::string_view s);
-void append_utf8(std::string& out, char32_t cp);
+using ::qeval::append_utf8;
 std::string utf8_encode(char32_t cp);
 
 // GPT-2 byte-level alphabet: bytes '!'..'~', 0xA1..0xAC, 0xAE..0xFF map to the code point of

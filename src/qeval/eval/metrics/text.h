@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+
+#include "qeval/util/utf8.h"
 #include <string_view>
 #include <vector>
 
@@ -17,7 +19,7 @@ std::optional<size_t> find_invalid_utf8(std::string_view s);
 // Lenient decoding: every byte of an invalid sequence becomes U+FFFD.
 std::u32string decode_utf8(std::string_view s);
 std::string encode_utf8(std::u32string_view s);
-void append_utf8(std::string& out, char32_t c);
+using ::qeval::append_utf8;
 
 bool is_space(char32_t c);  // Python str.isspace()
 bool is_alnum(char32_t c);  // Python str.isalnum()
