@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -10,6 +11,10 @@
 #include "cli/command.h"
 #include "qeval/engine/perplexity.h"
 #include "qeval/io/model.h"
+#include "qeval/quant/act_quant.h"
+#include "qeval/quant/export.h"
+#include "qeval/quant/kv_quant.h"
+#include "qeval/quant/pipeline.h"
 #include "qeval/tokenizer/tokenizer.h"
 #include "qeval/util/error.h"
 
@@ -22,6 +27,10 @@ struct PerplexityArgs {
   bool json = false;
   int threads = 0;
   bool ggml_compat = false, kv_f16 = false;
+  // In-memory quantization before measuring (quant/pipeline.h).
+  std::string spec, calib;
+  int64_t calib_samples = 128, calib_seqlen = 512;
+  uint64_t calib_seed = 0;
 };
 
 int run(const PerplexityArgs& a) {
@@ -35,10 +44,39 @@ int run(const PerplexityArgs& a) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string text = ss.str();
-  const Model model = load_model(a.model);
+  const Model model = quant::load_any_model(a.model);
   auto tok = load_tokenizer(model);
   Engine engine(model, {.threads = a.threads, .ggml_compat = a.ggml_compat, .kv_f16 = a.kv_f16,
                         .context_length = std::max<int64_t>(a.ctx, model.config.context_length)});
+  std::unique_ptr<quant::ActivationQuantHooks> act_hooks;
+  std::unique_ptr<quant::KvQuantHooks> kv_hooks;
+  quant::CompositeHooks runtime_hooks;
+  if (!a.spec.empty()) {
+    const quant::QuantSpec spec = quant::QuantSpec::parse(a.spec);
+    quant::Calibration calib;
+    if (!a.calib.empty()) {
+      calib = quant::load_calibration(a.calib, *tok, {.samples = a.calib_samples, .seqlen = a.calib_seqlen, .seed = a.calib_seed},
+                                      model.config.context_length > 0 ? model.config.context_length : engine.context_length());
+      quant::check_overlap(calib, *tok, text);
+    }
+    const auto r = quant::quantize_model(engine, spec, calib);
+    if (spec.activations) {
+      act_hooks = std::make_unique<quant::ActivationQuantHooks>(quant::ActivationQuantHooks::from_spec(spec));
+      if (spec.static_activations) {
+        if (calib.samples.empty()) throw Error("perplexity: static activation scales need --calib FILE");
+        quant::calibrate_static(engine, *act_hooks, calib.samples);
+      }
+      runtime_hooks.add(act_hooks.get());
+    }
+    if (spec.kv) {
+      kv_hooks = std::make_unique<quant::KvQuantHooks>(quant::KvQuantHooks::from_spec(spec, engine.config().head_dim));
+      runtime_hooks.add(kv_hooks.get());
+    }
+    if (!runtime_hooks.members().empty()) engine.set_hooks(&runtime_hooks);
+    if (!a.json)
+      std::printf("quantized in memory: %s, %zu linears, %.4f bits per weight\n", spec.str().c_str(), r.linears.size(),
+                  r.bits_per_weight);
+  }
   const std::string method(perplexity_method_name(o.method));
   if (!a.json) {
     std::printf("perplexity: method %s, ctx %lld, batch %lld\n", method.c_str(), static_cast<long long>(a.ctx),
@@ -93,6 +131,11 @@ std::function<int()> setup(CLI::App& app) {
   app.add_flag("--json", a->json, "JSON output");
   app.add_option("--threads,-t", a->threads, "threads (default: hardware concurrency)");
   app.add_flag("--ggml-compat", a->ggml_compat, "round activations like llama.cpp for F16/quantized weights");
+  app.add_option("--spec", a->spec, "quantize in memory with this spec before measuring (quant/spec.h)");
+  app.add_option("--calib", a->calib, "calibration text for --spec (gptq / awq / smoothquant / static activations)");
+  app.add_option("--calib-samples", a->calib_samples, "calibration windows (default 128)");
+  app.add_option("--calib-seqlen", a->calib_seqlen, "calibration window length (default 512)");
+  app.add_option("--calib-seed", a->calib_seed, "calibration sampling seed (default 0)");
   app.add_flag("--kv-f16", a->kv_f16, "round K/V to F16 like llama.cpp's default KV cache");
   return [a] { return run(*a); };
 }

@@ -183,6 +183,20 @@ std::vector<LinearId> Engine::linear_ids() const {
   return ids;
 }
 
+std::vector<float>& Engine::norm_weight(int layer, NormSite site) {
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("no layer " + std::to_string(layer));
+  Layer& L = layers_[static_cast<size_t>(layer)];
+  return site == NormSite::Attn ? L.attn_norm_w : L.ffn_norm_w;
+}
+
+std::vector<float>& Engine::norm_bias(int layer, NormSite site) {
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("no layer " + std::to_string(layer));
+  Layer& L = layers_[static_cast<size_t>(layer)];
+  return site == NormSite::Attn ? L.attn_norm_b : L.ffn_norm_b;
+}
+
+std::vector<float>& Engine::linear_bias(const LinearId& id) { return linear_mut(id).bias; }
+
 Linear& Engine::linear_mut(const LinearId& id) {
   if (id.role == LinearRole::Output) return *output_;
   if (id.layer < 0 || id.layer >= static_cast<int>(layers_.size())) throw Error("no linear layer " + id.name());

@@ -66,6 +66,9 @@ struct SequenceView {
 // sequence `seq` (index into the span given to evaluate).
 using LogitsVisitor = std::function<void(size_t seq, int64_t pos, const float* logits)>;
 
+// The normalization in front of a block's attention (attn_norm) or FFN (ffn_norm).
+enum class NormSite : uint8_t { Attn, Ffn };
+
 class Engine {
  public:
   explicit Engine(const Model& model, EngineOptions options = {});
@@ -93,6 +96,14 @@ class Engine {
   void set_linear_weights(const LinearId& id, const Tensor& weight);
   void set_linear_weights(const LinearId& id, std::vector<float> values);
   void set_linear_weights(const LinearId& id, std::unique_ptr<LinearWeights> weights);
+
+  // Mutable parameters for function-preserving rescaling (AWQ / SmoothQuant fold per-channel
+  // scales into the preceding norm or linear). Changes take effect in the next forward.
+  // norm_weight: hidden_size floats; norm_bias: empty for RMSNorm models; linear_bias: empty
+  // when the layer has no bias. Throw qeval::Error for an invalid layer / id.
+  std::vector<float>& norm_weight(int layer, NormSite site);
+  std::vector<float>& norm_bias(int layer, NormSite site);
+  std::vector<float>& linear_bias(const LinearId& id);
 
   std::vector<ScoreResult> score(std::span<const ScoreRequest> batch);
   // Full logits [n_tokens][vocab] of one sequence.

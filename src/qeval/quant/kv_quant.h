@@ -1,0 +1,45 @@
+#pragma once
+// KV-cache fake-quantization through the engine's kv hook: K (after RoPE / QK-norm) and V are
+// quantized-dequantized just before they are written to the cache, so every attention read —
+// prefill included (the engine writes the new positions first and then attends over the cache) —
+// sees the quantized values, exactly as a quantized cache would return them.
+//
+// Groups never cross heads: the [tokens, kv_dim] block is viewed as [tokens * n_kv_heads,
+// head_dim] and each (token, head) row is quantized with the configured quantizer:
+//   PerToken (spec default "kvN")  one scale (and zero if asym) per token and head (group = head_dim)
+//   PerGroup "kvNgG"               groups of G along head_dim inside each head (G > head_dim: head_dim)
+// PerTensor is refused (it would need calibrated ranges). Symmetric/asymmetric, clipping,
+// rounding and perturbation follow the config (the KIVI-style asymmetric quantizer is "kvN-asym").
+// Each row depends only on its own values, so a sequence gets the same cache whether it is
+// prefilled at once or decoded token by token.
+#include <cstdint>
+
+#include "qeval/engine/hooks.h"
+#include "qeval/quant/quantizer.h"
+#include "qeval/quant/spec.h"
+
+namespace qeval::quant {
+
+struct KvQuantOptions {
+  bool keys = true;    // quantize K
+  bool values = true;  // quantize V
+};
+
+class KvQuantHooks final : public ForwardHooks {
+ public:
+  // head_dim: the model's head dimension (kv_dim must be a multiple of it).
+  KvQuantHooks(QuantizerConfig cfg, int64_t head_dim, KvQuantOptions opts = {});
+  static KvQuantHooks from_spec(const QuantSpec& spec, int64_t head_dim, KvQuantOptions opts = {});
+
+  void kv(int layer, float* k, float* v, int64_t tokens, int64_t kv_dim) override;
+  const QuantizerConfig& config() const { return cfg_; }  // as applied to [tokens*heads, head_dim]
+  // Storage bits per cached element (codes + per-group scale of scale_bits and asym zero).
+  double bits_per_element(int scale_bits = 16) const;
+
+ private:
+  QuantizerConfig cfg_;
+  int64_t head_dim_;
+  KvQuantOptions opts_;
+};
+
+}  // namespace qeval::quant
