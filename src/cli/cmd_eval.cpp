@@ -24,6 +24,7 @@
 #include "qeval/quant/act_quant.h"
 #include "qeval/quant/export.h"
 #include "qeval/quant/kv_quant.h"
+#include "qeval/quant/in_memory.h"
 #include "qeval/quant/pipeline.h"
 #include "qeval/tokenizer/tokenizer.h"
 #include "qeval/util/atomic_file.h"
@@ -189,29 +190,15 @@ int run(const EvalArgs& a) {
   auto tok = load_tokenizer(model);
   Engine engine(model, {.threads = a.threads});
   // In-memory quantization, as in `qeval perplexity --spec`.
-  std::unique_ptr<quant::ActivationQuantHooks> act_hooks;
-  std::unique_ptr<quant::KvQuantHooks> kv_hooks;
-  quant::CompositeHooks runtime_hooks;
+  std::unique_ptr<quant::InMemoryQuantization> quantized;
   if (!a.spec.empty()) {
     const quant::QuantSpec spec = quant::QuantSpec::parse(a.spec);
     quant::Calibration calib;
     if (!a.calib.empty())
       calib = quant::load_calibration(a.calib, *tok, {.samples = 128, .seqlen = 512, .seed = 0},
                                       model.config.context_length > 0 ? model.config.context_length : engine.context_length());
-    const auto r = quant::quantize_model(engine, spec, calib);
-    if (spec.activations) {
-      act_hooks = std::make_unique<quant::ActivationQuantHooks>(quant::ActivationQuantHooks::from_spec(spec));
-      if (spec.static_activations) {
-        if (calib.samples.empty()) throw Error("eval: static activation scales need --calib FILE");
-        quant::calibrate_static(engine, *act_hooks, calib.samples);
-      }
-      runtime_hooks.add(act_hooks.get());
-    }
-    if (spec.kv) {
-      kv_hooks = std::make_unique<quant::KvQuantHooks>(quant::KvQuantHooks::from_spec(spec, engine.config().head_dim));
-      runtime_hooks.add(kv_hooks.get());
-    }
-    if (!runtime_hooks.members().empty()) engine.set_hooks(&runtime_hooks);
+    quantized = quant::quantize_in_memory(engine, spec, calib, "eval");
+    const auto& r = quantized->result;
     std::fprintf(stderr, "quantized in memory: %s, %zu linears, %.4f bits per weight\n", spec.str().c_str(),
                  r.linears.size(), r.bits_per_weight);
   }

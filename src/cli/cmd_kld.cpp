@@ -17,6 +17,7 @@
 #include "qeval/quant/act_quant.h"
 #include "qeval/quant/export.h"
 #include "qeval/quant/kv_quant.h"
+#include "qeval/quant/in_memory.h"
 #include "qeval/quant/pipeline.h"
 #include "qeval/tokenizer/tokenizer.h"
 #include "qeval/util/error.h"
@@ -85,9 +86,7 @@ int run(const KldArgs& a) {
   o2.context_length = std::max<int64_t>(a.ctx, model.config.context_length);
   Engine engine(model, o2);
   auto tok = load_tokenizer(ref_model ? *ref_model : model);
-  std::unique_ptr<quant::ActivationQuantHooks> act_hooks;
-  std::unique_ptr<quant::KvQuantHooks> kv_hooks;
-  quant::CompositeHooks runtime_hooks;
+  std::unique_ptr<quant::InMemoryQuantization> quantized;
   if (!a.spec.empty()) {
     const quant::QuantSpec spec = quant::QuantSpec::parse(a.spec);
     quant::Calibration calib;
@@ -96,20 +95,8 @@ int run(const KldArgs& a) {
                                       model.config.context_length > 0 ? model.config.context_length : engine.context_length());
       quant::check_overlap(calib, *tok, text);
     }
-    const auto qr = quant::quantize_model(engine, spec, calib);
-    if (spec.activations) {
-      act_hooks = std::make_unique<quant::ActivationQuantHooks>(quant::ActivationQuantHooks::from_spec(spec));
-      if (spec.static_activations) {
-        if (calib.samples.empty()) throw Error("kld: static activation scales need --calib FILE");
-        quant::calibrate_static(engine, *act_hooks, calib.samples);
-      }
-      runtime_hooks.add(act_hooks.get());
-    }
-    if (spec.kv) {
-      kv_hooks = std::make_unique<quant::KvQuantHooks>(quant::KvQuantHooks::from_spec(spec, engine.config().head_dim));
-      runtime_hooks.add(kv_hooks.get());
-    }
-    if (!runtime_hooks.members().empty()) engine.set_hooks(&runtime_hooks);
+    quantized = quant::quantize_in_memory(engine, spec, calib, "kld");
+    const auto& qr = quantized->result;
     if (!a.json)
       std::fprintf(stderr, "kld: MODEL quantized in memory: %s, %zu linears, %.4f bits per weight\n", spec.str().c_str(),
                    qr.linears.size(), qr.bits_per_weight);

@@ -1,0 +1,29 @@
+#include "qeval/quant/in_memory.h"
+
+#include <string>
+
+#include "qeval/util/error.h"
+
+namespace qeval::quant {
+
+std::unique_ptr<InMemoryQuantization> quantize_in_memory(Engine& engine, const QuantSpec& spec, const Calibration& calib,
+                                                         std::string_view command) {
+  auto q = std::make_unique<InMemoryQuantization>();
+  q->result = quantize_model(engine, spec, calib);
+  if (spec.activations) {
+    q->activations = std::make_unique<ActivationQuantHooks>(ActivationQuantHooks::from_spec(spec));
+    if (spec.static_activations) {
+      if (calib.samples.empty()) throw Error(std::string(command) + ": static activation scales need --calib FILE");
+      calibrate_static(engine, *q->activations, calib.samples);
+    }
+    q->hooks.add(q->activations.get());
+  }
+  if (spec.kv) {
+    q->kv = std::make_unique<KvQuantHooks>(KvQuantHooks::from_spec(spec, engine.config().head_dim));
+    q->hooks.add(q->kv.get());
+  }
+  if (!q->hooks.members().empty()) engine.set_hooks(&q->hooks);
+  return q;
+}
+
+}  // namespace qeval::quant
