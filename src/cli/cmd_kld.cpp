@@ -89,12 +89,9 @@ int run(const KldArgs& a) {
   std::unique_ptr<quant::InMemoryQuantization> quantized;
   if (!a.spec.empty()) {
     const quant::QuantSpec spec = quant::QuantSpec::parse(a.spec);
-    quant::Calibration calib;
-    if (!a.calib.empty()) {
-      calib = quant::load_calibration(a.calib, *tok, {.samples = a.calib_samples, .seqlen = a.calib_seqlen, .seed = a.calib_seed},
-                                      model.config.context_length > 0 ? model.config.context_length : engine.context_length());
-      quant::check_overlap(calib, *tok, text);
-    }
+    const quant::Calibration calib = quant::load_calibration_for(
+        a.calib, *tok, {.samples = a.calib_samples, .seqlen = a.calib_seqlen, .seed = a.calib_seed},
+        model.config.context_length > 0 ? model.config.context_length : engine.context_length(), text);
     quantized = quant::quantize_in_memory(engine, spec, calib, "kld");
     const auto& qr = quantized->result;
     if (!a.json)

@@ -6,6 +6,14 @@
 
 namespace qeval::quant {
 
+Calibration load_calibration_for(const std::string& file, const Tokenizer& tok, const CalibrationOptions& opts,
+                                 int64_t context_length, std::string_view eval_text) {
+  if (file.empty()) return {};
+  Calibration calib = load_calibration(file, tok, opts, context_length);
+  check_overlap(calib, tok, eval_text);
+  return calib;
+}
+
 std::unique_ptr<InMemoryQuantization> quantize_in_memory(Engine& engine, const QuantSpec& spec, const Calibration& calib,
                                                          std::string_view command) {
   auto q = std::make_unique<InMemoryQuantization>();

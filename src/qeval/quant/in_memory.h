@@ -3,6 +3,7 @@
 // quantized in place and activation / KV-cache quantization hooks are installed. The returned
 // object owns the hooks and must outlive the engine's use of them.
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "qeval/quant/act_quant.h"
@@ -17,6 +18,11 @@ struct InMemoryQuantization {
   std::unique_ptr<KvQuantHooks> kv;
   CompositeHooks hooks;
 };
+
+// Calibration samples for measuring `eval_text`: loaded from `file` (none when empty), with a
+// warning when they overlap the evaluation text.
+Calibration load_calibration_for(const std::string& file, const Tokenizer& tok, const CalibrationOptions& opts,
+                                 int64_t context_length, std::string_view eval_text);
 
 // `command` names the caller in errors ("perplexity: static activation scales need --calib FILE").
 std::unique_ptr<InMemoryQuantization> quantize_in_memory(Engine& engine, const QuantSpec& spec, const Calibration& calib,
