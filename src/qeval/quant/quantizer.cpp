@@ -149,6 +149,16 @@ void QuantizedMatrix::dequantize(std::span<float> out) const {
       const auto g = static_cast<size_t>(l.index(r, c));
       out[i] = dequantize_code(codes[i], {scales[g], zeros[g]});
     }
+  if (!has_outliers()) return;
+  if (static_cast<int64_t>(outlier_row_ptr.size()) != rows + 1 || outlier_cols.size() != outlier_values.size() ||
+      static_cast<size_t>(outlier_row_ptr.back()) != outlier_values.size())
+    throw Error("QuantizedMatrix::dequantize: inconsistent outlier CSR");
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = outlier_row_ptr[static_cast<size_t>(r)]; k < outlier_row_ptr[static_cast<size_t>(r) + 1]; ++k) {
+      const auto ku = static_cast<size_t>(k);
+      if (outlier_cols[ku] < 0 || outlier_cols[ku] >= cols) throw Error("QuantizedMatrix::dequantize: outlier column out of range");
+      out[static_cast<size_t>(r * cols + outlier_cols[ku])] = outlier_values[ku];
+    }
 }
 
 namespace {

@@ -101,6 +101,15 @@ struct QuantizedMatrix {
   std::vector<uint8_t> codes;  // rows*cols, row-major, each in [0, 2^bits - 1]
   std::vector<float> scales;   // one per group, GroupLayout::index order; perturbation applied
   std::vector<float> zeros;    // same; integers unless zero_perturb_pct != 0
+  // Unstructured full-precision outliers (LLM.int8()'s outlier columns, SpQR's outliers) as CSR
+  // over rows: row r's outliers are entries [outlier_row_ptr[r], outlier_row_ptr[r+1]) of
+  // outlier_cols (ascending) / outlier_values. Empty vectors: no outliers. dequantize() returns
+  // the outlier value in place of the grid value at those positions.
+  std::vector<int64_t> outlier_row_ptr;  // rows + 1, or empty
+  std::vector<int32_t> outlier_cols;
+  std::vector<float> outlier_values;
+
+  bool has_outliers() const { return !outlier_values.empty(); }
 
   GroupLayout layout() const { return group_layout(config, rows, cols); }
   std::vector<float> dequantize() const;
