@@ -107,10 +107,8 @@ qeval::Engine& engine_for(WType t) {
 // stores them (dense-f32 and the ggml formats all hold float32 values).
 double weight_bytes_per_token(const qeval::Engine& e) {
   double b = 0;
-  for (const auto& id : e.linear_ids()) {
-    const auto& L = e.linear(id);
-    b += 4.0 * static_cast<double>(L.in_features()) * static_cast<double>(L.out_features());
-  }
+  // As stored: F16 and packed formats read fewer bytes than 4 per weight.
+  for (const auto& id : e.linear_ids()) b += static_cast<double>(e.linear(id).weights->weight_bytes());
   return b;
 }
 

@@ -25,3 +25,21 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
 echo "install-deps: all packages present"
+
+# Reports (qeval report): Debian's chromium renders a report headless in the report tests, and
+# npm installs the chart libraries (vega, vega-lite, vega-embed; package.json) into
+# node_modules/, which qeval report inlines. Re-run only when package-lock.json changed.
+# npm: Debian's package only where no npm is present (a NodeSource nodejs ships its own npm and
+# conflicts with Debian's).
+REPORT_PACKAGES=(chromium)
+command -v npm > /dev/null 2>&1 || REPORT_PACKAGES+=(npm)
+$SUDO apt-get install -y -qq --no-install-recommends "${REPORT_PACKAGES[@]}"
+QEVAL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -f "$QEVAL_ROOT/package-lock.json" ]; then
+  lock_sum="$(sha256sum "$QEVAL_ROOT/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$QEVAL_ROOT/node_modules/.qeval-lock-sha256" 2>/dev/null)" != "$lock_sum" ]; then
+    (cd "$QEVAL_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" > "$QEVAL_ROOT/node_modules/.qeval-lock-sha256"
+  fi
+  echo "install-deps: report chart libraries present in node_modules/"
+fi

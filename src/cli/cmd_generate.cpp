@@ -10,6 +10,7 @@
 #include "cli/command.h"
 #include "qeval/engine/generate.h"
 #include "qeval/io/model.h"
+#include "qeval/quant/export.h"
 #include "qeval/tokenizer/tokenizer.h"
 #include "qeval/util/error.h"
 
@@ -35,7 +36,7 @@ int run(const GenerateArgs& a) {
   opts.stop = a.stop;
   opts.stop_at_eos = !a.ignore_eos;
   opts.validate();
-  const Model model = load_model(a.model);
+  const Model model = quant::load_any_model(a.model);  // packed directories run on the packed kernels
   auto tok = load_tokenizer(model);
   Engine engine(model, {.threads = a.threads, .ggml_compat = a.ggml_compat, .kv_f16 = a.kv_f16});
   const auto prompt = tok->encode(a.prompt);

@@ -14,6 +14,7 @@
 #include "qeval/engine/engine.h"
 #include "qeval/engine/ops.h"
 #include "qeval/io/model.h"
+#include "qeval/quant/export.h"
 #include "qeval/tokenizer/tokenizer.h"
 #include "qeval/util/error.h"
 
@@ -51,7 +52,7 @@ std::vector<TokenId> parse_ids(const std::string& s) {
 int run(const LogitsArgs& a) {
   if (a.tokens.empty() == a.text.empty()) throw Error("give exactly one of --tokens or --text");
   if (a.top < 0) throw Error("--top must be >= 0");
-  const Model model = load_model(a.model);
+  const Model model = quant::load_any_model(a.model);  // packed directories run on the packed kernels
   std::unique_ptr<Tokenizer> tok;
   std::vector<TokenId> ids;
   if (!a.text.empty()) {

@@ -21,9 +21,17 @@ void* operator new(std::size_t n) {
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
+// The nothrow form too (std::stable_sort's temporary buffer uses it): every form that ends in
+// the replaced operator delete must come from malloc, or a sanitizer's allocator reports an
+// alloc-dealloc mismatch.
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  if (g_counting.load(std::memory_order_relaxed)) { g_allocs.fetch_add(1, std::memory_order_relaxed); }
+  return std::malloc(n ? n : 1);
+}
 // Replacing the global allocation functions as a pair (operator delete frees what malloc gave).
 void operator delete(void* p) noexcept { std::free(p); }  // NOLINT
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }  // NOLINT
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }  // NOLINT
 
 namespace qeval {
 namespace {

@@ -118,6 +118,50 @@ TEST(EngineModel, LoglikelihoodLeftTruncatesLongContext) {
   EXPECT_NEAR(res[0].logprob, direct_sum(*f.engine, r.tokens, static_cast<size_t>(r.score_from)), 1e-4);
 }
 
+// Choices of one doc share their context: scored once through a KV cache, the results equal
+// scoring every request from scratch (also when the context is left-truncated).
+TEST(EngineModel, SharedContextMatchesSeparateScoring) {
+  QEVAL_REQUIRE_SHARED(kModel);
+  QEVAL_REQUIRE_SHARED("data/arc_easy");
+  const eval::task::TaskRegistry reg(fs::path(QEVAL_SOURCE_DIR) / "tasks");
+  const auto cfg = reg.load("arc_easy");
+  const auto data = eval::task::load_task_data(cfg, test::shared_path("data"), {.limit = 8, .skip_bad = std::nullopt});
+  auto requests = eval::task::build_requests(cfg, eval::task::prepare(cfg, data));
+  ASSERT_GE(requests.size(), 30u);
+  std::string long_ctx;
+  for (int i = 0; i < 12; ++i) long_ctx += "The cat sat on the mat and the dog ran. ";
+  for (const char* c : {" Yes.", " No, it did not.", " Maybe"}) requests.push_back(ll(long_ctx, c));
+  requests.push_back(ll("A lonely request", " with no sibling."));
+  for (int64_t ctx : {int64_t{0}, int64_t{48}}) {
+    Fixture f(ctx);
+    eval::EngineModelOptions on, off;
+    on.batch = off.batch = 5;
+    off.share_context = false;
+    EngineLanguageModel shared(*f.engine, *f.tok, on);
+    EngineLanguageModel separate(*f.engine, *f.tok, off);
+    size_t last_done = 0, calls = 0;
+    eval::EngineModelOptions counting = on;
+    counting.progress = [&](size_t d, size_t t) {
+      EXPECT_EQ(t, requests.size());
+      EXPECT_GT(d, last_done);
+      last_done = d;
+      ++calls;
+    };
+    EngineLanguageModel counted(*f.engine, *f.tok, counting);
+    const auto a = shared.loglikelihood(requests);
+    const auto b = separate.loglikelihood(requests);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_NEAR(a[i].logprob, b[i].logprob, 1e-4) << "request " << i << " ctx " << ctx;
+      EXPECT_EQ(a[i].is_greedy, b[i].is_greedy) << i;
+      EXPECT_EQ(a[i].n_tokens, b[i].n_tokens) << i;
+    }
+    counted.loglikelihood(requests);
+    EXPECT_EQ(last_done, requests.size());
+    EXPECT_GE(calls, 9u);  // 8 docs + the long context group, then the lonely request
+  }
+}
+
 TEST(EngineModel, RollingMatchesDirectSum) {
   QEVAL_REQUIRE_SHARED(kModel);
   const std::string text =
@@ -212,7 +256,7 @@ TEST(EngineModel, EvalCommandWritesJson) {
   test::TempDir tmp;
   const std::string out = tmp.file("results.json");
   const std::string cmd = std::string("'") + QEVAL_EXE + "' eval '" + test::shared_path(kModel).string() +
-                          "' --tasks arc_easy --limit 4 --threads 2 --data-dir '" + test::shared_path("data").string() +
+                          "' --tasks arc_easy --limit 4 --threads 2 --no-cache --data-dir '" + test::shared_path("data").string() +
                           "' --output '" + out + "' > '" + tmp.file("stdout.txt") + "' 2> '" + tmp.file("stderr.txt") + "'";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_text(tmp.file("stderr.txt"));
   const auto j = nlohmann::json::parse(test::read_text(out));

@@ -35,8 +35,9 @@ TEST(KvQuant, GroupsStayInsideHeads) {
   k[2] = 100.0f;  // token 0, head 0
   for (int bits : {2, 3, 4, 8}) {
     for (const char* g : {"", "g8"}) {
-      const auto spec = QuantSpec::parse("kv" + std::to_string(bits) + g + "-asym");
+      const auto spec = QuantSpec::parse("kv" + std::to_string(bits) + g);  // asymmetric by default
       KvQuantHooks hooks = KvQuantHooks::from_spec(spec, hd);
+      EXPECT_FALSE(hooks.config().symmetric);
       auto kq = k, vq = v;
       hooks.kv(0, kq.data(), vq.data(), tokens, kvd);
       const int64_t gs = std::string(g).empty() ? hd : 8;
@@ -175,7 +176,7 @@ TEST(KvQuant, PrefillEqualsTokenByTokenDecodeWithHook) {
   QEVAL_REQUIRE_SHARED(kText);
   auto s = load(48);
   const int64_t V = s.engine->vocab_size();
-  for (const char* spec : {"kv3-asym", "kv4g4"}) {
+  for (const char* spec : {"kv3", "kv4g4-sym"}) {
     auto hooks = KvQuantHooks::from_spec(QuantSpec::parse(spec), s.engine->config().head_dim);
     s.engine->set_hooks(&hooks);
     const auto prefill = s.engine->logits(s.tokens);
@@ -209,7 +210,7 @@ TEST(KvQuant, PerplexityEffectsOnStories260K) {
   std::printf("[ ppl ] fp32 %.4f\n", base);
   const int64_t hd = s.engine->config().head_dim;
   std::vector<double> kv;
-  for (const char* spec : {"kv8", "kv4", "kv3", "kv2", "kv8-asym", "kv4-asym", "kv3-asym", "kv2-asym"}) {
+  for (const char* spec : {"kv8", "kv4", "kv3", "kv2", "kv8-sym", "kv4-sym", "kv3-sym", "kv2-sym"}) {
     auto hooks = KvQuantHooks::from_spec(QuantSpec::parse(spec), hd);
     s.engine->set_hooks(&hooks);
     kv.push_back(perplexity(*s.engine, *s.tok, text, po).ppl);

@@ -19,18 +19,18 @@ const std::vector<std::string> kCanonical = {
     "w4g32-asym", "llmint8", "spqr-w3",
     // More.
     "fp16", "bf16", "w2", "w3", "w5", "w6", "w7", "w8t", "w4g172", "w2g16", "w4g1", "a8", "a4g128", "a8t", "a8-static",
-    "kv8", "kv4t", "kv2g32-asym", "w4a8kv4g64", "w8a8kv8t", "a8kv4", "w4kv4", "w8a8-smoothquant-static",
+    "kv8", "kv4t", "kv2g32-sym", "kv2g32", "w4a8kv4g64", "w8a8kv8t", "a8kv4", "w4kv4", "w8a8-smoothquant-static",
     "w8a8-smoothquant-alpha0.85", "w8a8-smoothquant-alpha0", "w4g128-awq-gptq", "w8a8-smoothquant-gptq",
     "w8a8-awq-smoothquant", "w8a8-smoothquant-awq-gptq", "w4g128-gptq-actorder", "w4g128-gptq-damp0.1",
-    "w4g128-gptq-damp0", "w4g128-gptq-actorder-asym", "w4-gptq-actorder-damp0.05", "w4a8kv4-asym",
-    "w4a8kv4-asym@w-asym@kv", "w4a8-asym@a", "w4-clip0.9", "w4g128a8-clip0.85@w", "w4a8kv4-clip0.9@a-clip0.8@kv",
+    "w4g128-gptq-damp0", "w4g128-gptq-actorder-asym", "w4-gptq-actorder-damp0.05", "w4a8kv4-asym@w-asym@a",
+    "w4a8kv4-asym@w", "w4a8kv4-sym@kv", "w4a8kv4-asym@w-asym@a-sym@kv", "kv4-sym", "w4a8-asym@a", "w4-clip0.9", "w4g128a8-clip0.85@w", "w4a8kv4-clip0.9@a-clip0.8@kv",
     "w4-floor", "w4-ceil", "w4-stochastic", "w4-stochastic-seed7", "w4a8-stochastic@a-seed3",
     "w4a8-floor@w-ceil@a", "w4-scale1.01", "w4-scale0.99", "w4-scale1.05", "w4-scale0.95", "w4-zero1.05",
-    "w4-zero0.95", "w4-zero0", "w4a8-scale1.01@w", "w4g128-scale1.05-zero0.95", "kv4-asym-clip0.95",
+    "w4-zero0.95", "w4-zero0", "w4a8-scale1.01@w", "w4g128-scale1.05-zero0.95", "kv4-clip0.95", "kv4-sym-clip0.95",
     "llmint8-t4", "llmint8-t3.5", "spqr-w3g32", "spqr-w4-actorder", "spqr-w3-damp0.1", "spqr-w3-clip0.9",
     "spqr-w2g8-stochastic-seed5-scale1.01",
     "w4g128-awq-gptq-actorder-damp0.05-asym-clip0.9-stochastic-seed1-scale1.05-zero0.95",
-    "w4a8kv4g64-smoothquant-gptq-alpha0.7-actorder-asym@w-asym@kv-clip0.9@w-scale1.01@a"};
+    "w4a8kv4g64-smoothquant-gptq-alpha0.7-actorder-asym@w-clip0.9@w-scale1.01@a"};
 
 TEST(Spec, CanonicalStringsRoundTrip) {
   for (const auto& s : kCanonical) {
@@ -66,6 +66,13 @@ TEST(Spec, NonCanonicalStringsPrintCanonically) {
       {"llmint8-t6.0", "llmint8"},
       {"w4-stochastic-seed0", "w4-stochastic"},
       {"w4-zero0.95-scale1.05-clip0.9-asym", "w4-asym-clip0.9-scale1.05-zero0.95"},
+      // The KV cache defaults to asymmetric; weights and activations to symmetric.
+      {"kv4-asym", "kv4"},
+      {"w4a8kv4-asym", "w4a8kv4-asym@w-asym@a"},
+      {"w4a8kv4-asym@w-asym@kv", "w4a8kv4-asym@w"},
+      {"w4kv4-sym", "w4kv4-sym@kv"},
+      {"w4kv4-asym", "w4kv4-asym@w"},
+      {"kv3g64-sym@kv", "kv3g64-sym"},
   };
   for (const auto& [in, out] : cases) {
     SCOPED_TRACE(in);
@@ -120,6 +127,16 @@ TEST(Spec, StructuredConfig) {
     EXPECT_FALSE(q.activations);
     ASSERT_TRUE(q.kv);
     EXPECT_EQ(q.kv->bits, 3);
+    EXPECT_FALSE(q.kv->symmetric);  // the default: group-wise asymmetric
+  }
+  {
+    const auto q = QuantSpec::parse("w4a8kv4");
+    EXPECT_TRUE(q.weights->symmetric);
+    EXPECT_TRUE(q.activations->symmetric);
+    EXPECT_FALSE(q.kv->symmetric);
+    EXPECT_EQ(q.kv->granularity, Granularity::PerToken);  // one group per (token, head): kv_quant.h
+    EXPECT_TRUE(QuantSpec::parse("kv4-sym").kv->symmetric);
+    EXPECT_TRUE(QuantSpec::parse("w4kv4-sym@kv").kv->symmetric);
   }
   {
     const auto q = QuantSpec::parse("w8a8-smoothquant-static");

@@ -344,6 +344,7 @@ void Engine::forward(std::span<Segment> segs, Sink& sink) {
         }
       }
   }
+  if (block_pass_) std::memcpy(X, block_pass_->hidden, static_cast<size_t>(rows * H) * sizeof(float));
   const int64_t half = rope_.half;
   if (c.position == PositionKind::Rope)
     for (int64_t r = 0; r < rows; ++r)
@@ -363,6 +364,7 @@ void Engine::forward(std::span<Segment> segs, Sink& sink) {
   ops::AttentionShape ash{c.n_heads, c.n_kv_heads, hd, c.sliding_window, 0.0f};
 
   for (size_t l = 0; l < layers_.size(); ++l) {
+    if (block_pass_ && static_cast<int>(l) != block_pass_->layer) continue;
     const Layer& L = layers_[l];
     float* Q = w.q.data();
     float* K = w.k.data();
@@ -429,6 +431,10 @@ void Engine::forward(std::span<Segment> segs, Sink& sink) {
     for (int64_t i = 0; i < rows * H; ++i) X[i] += Hb[i];
   }
   for (Segment& s : segs) s.cache->set_size(s.pos0 + s.n);
+  if (block_pass_) {
+    std::memcpy(block_pass_->hidden, X, static_cast<size_t>(rows * H) * sizeof(float));
+    return;
+  }
 
   // Output projection, only where logits are wanted, in chunks of logits_chunk rows.
   w.logit_rows.clear();
@@ -550,6 +556,65 @@ std::vector<ScoreResult> Engine::score(std::span<const ScoreRequest> batch) {
     out[seq].greedy[k] = (mx - logits) == t ? 1 : 0;
   });
   return out;
+}
+
+std::vector<float> Engine::embed(std::span<const TokenId> tokens, int64_t seq_len) const {
+  const int64_t H = cfg_.hidden_size, n = static_cast<int64_t>(tokens.size());
+  if (seq_len <= 0 || n % seq_len != 0)
+    throw Error("embed: " + std::to_string(n) + " tokens are not whole sequences of " + std::to_string(seq_len));
+  if (seq_len > n_ctx_) throw Error("embed: sequences of " + std::to_string(seq_len) + " tokens exceed the context of " + std::to_string(n_ctx_));
+  check_tokens(tokens);
+  std::vector<float> x(static_cast<size_t>(n * H)), pos(static_cast<size_t>(H));
+  for (int64_t i = 0; i < n; ++i) {
+    tok_embd_.row_to_f32(tokens[static_cast<size_t>(i)], x.data() + i * H);
+    if (cfg_.position == PositionKind::Learned) {
+      pos_embd_.row_to_f32(i % seq_len, pos.data());
+      for (int64_t j = 0; j < H; ++j) x[static_cast<size_t>(i * H + j)] += pos[static_cast<size_t>(j)];
+    }
+  }
+  return x;
+}
+
+void Engine::forward_block(int layer, std::span<float> hidden, int64_t seq_len) {
+  const int64_t H = cfg_.hidden_size;
+  if (layer < 0 || layer >= static_cast<int>(layers_.size())) throw Error("forward_block: no layer " + std::to_string(layer));
+  if (seq_len <= 0 || hidden.size() % static_cast<size_t>(seq_len * H) != 0)
+    throw Error("forward_block: " + std::to_string(hidden.size()) + " values are not whole sequences of " +
+                std::to_string(seq_len) + " x " + std::to_string(H));
+  if (seq_len > n_ctx_) throw Error("forward_block: sequences of " + std::to_string(seq_len) + " tokens exceed the context of " + std::to_string(n_ctx_));
+  struct NoSink final : Sink {
+    void operator()(size_t, int64_t, const float*) override {}
+  } sink;
+  const std::vector<TokenId> placeholder(static_cast<size_t>(seq_len), 0);  // embeddings are replaced by `hidden`
+  const int64_t n_seqs = static_cast<int64_t>(hidden.size()) / (seq_len * H);
+  const int64_t per_round = std::max<int64_t>(1, opts_.max_batch_tokens / seq_len);
+  std::vector<Segment> segs;
+  for (int64_t s0 = 0; s0 < n_seqs; s0 += per_round) {
+    const int64_t ns = std::min(per_round, n_seqs - s0);
+    segs.clear();
+    for (int64_t i = 0; i < ns; ++i) {
+      if (scratch_caches_.size() <= static_cast<size_t>(i)) scratch_caches_.emplace_back(cfg_.n_layers, cfg_.kv_dim(), 0);
+      KVCache& cache = scratch_caches_[static_cast<size_t>(i)];
+      cache.reserve(seq_len);
+      cache.clear();
+      Segment s;
+      s.tokens = placeholder.data();
+      s.n = seq_len;
+      s.cache = &cache;
+      s.logits_from = seq_len;
+      s.seq = static_cast<size_t>(i);
+      segs.push_back(s);
+    }
+    const BlockPass pass{layer, hidden.data() + s0 * seq_len * H};
+    block_pass_ = &pass;
+    try {
+      forward(segs, sink);
+    } catch (...) {
+      block_pass_ = nullptr;
+      throw;
+    }
+    block_pass_ = nullptr;
+  }
 }
 
 std::vector<float> Engine::logits(std::span<const TokenId> tokens) {

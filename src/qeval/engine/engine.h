@@ -90,8 +90,9 @@ class Engine {
   // Every linear layer, in forward order (layer 0 attn_q ... output).
   std::vector<LinearId> linear_ids() const;
   const Linear& linear(const LinearId& id) const;
-  // Replace a layer's weights: a tensor [out, in] of any dtype (dequantized; activation
-  // rounding follows its dtype in ggml-compatible mode) or float values [out*in]. The shape
+  // Replace a layer's weights: a tensor [out, in] of any dtype (as make_linear does: a packed
+  // kernel where one exists, else dequantized; activation rounding follows its dtype in
+  // ggml-compatible mode) or float values [out*in]. The shape
   // must match the layer's.
   void set_linear_weights(const LinearId& id, const Tensor& weight);
   void set_linear_weights(const LinearId& id, std::vector<float> values);
@@ -119,6 +120,17 @@ class Engine {
 
   // Throws qeval::Error naming the first invalid id.
   void check_tokens(std::span<const TokenId> tokens) const;
+
+  // Block-wise evaluation, for sequential calibration (PTQ keeps every sample's hidden state
+  // between decoder blocks instead of re-running the prefix: O(n_layers) block passes in all).
+  // `hidden` holds n_seqs sequences of seq_len tokens at positions 0 .. seq_len-1, concatenated:
+  // [n_seqs * seq_len, hidden_size]. embed() returns the input of block 0; forward_block() applies
+  // decoder block `layer` in place with the installed hooks called as in a full forward
+  // (linear_input / linear_output / kv), in rounds of whole sequences of at most
+  // max_batch_tokens rows (at least one sequence). Chaining every block gives the hidden state
+  // the full forward feeds to output_norm, with the same per-row arithmetic.
+  std::vector<float> embed(std::span<const TokenId> tokens, int64_t seq_len) const;
+  void forward_block(int layer, std::span<float> hidden, int64_t seq_len);
 
  private:
   struct Segment {
@@ -153,6 +165,12 @@ class Engine {
   ops::RopeTable rope_;
   std::unique_ptr<ThreadPool> pool_;
   ForwardHooks* hooks_ = nullptr;
+  // Set only during forward_block(): forward() then runs just this block on these rows.
+  struct BlockPass {
+    int layer = 0;
+    float* hidden = nullptr;
+  };
+  const BlockPass* block_pass_ = nullptr;
   std::unique_ptr<Workspace> ws_;
   std::deque<KVCache> scratch_caches_;  // deque: growing keeps earlier caches in place
 };

@@ -4,14 +4,164 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "qeval/kernels/packed_matrix.h"
 
 #include "qeval/engine/ggml_compat.h"
 #include "qeval/engine/ops.h"
 #include "qeval/engine/thread_pool.h"
 #include "qeval/util/error.h"
 #include "qeval/util/half.h"
+#include "qeval/util/log.h"
 
 namespace qeval {
+
+namespace {
+
+// Packed weights: a kernels::PackedMatrix pointing into the mapping (or into the packed
+// tensor's buffers), kept alive by `owner_`.
+class PackedLinearWeights final : public LinearWeights {
+ public:
+  PackedLinearWeights(kernels::PackedMatrix m, std::string scheme, std::shared_ptr<const void> owner,
+                      std::vector<int32_t> row_order, std::vector<uint8_t> repacked)
+      : m_(m), owner_(std::move(owner)), row_order_(std::move(row_order)), repacked_(std::move(repacked)) {
+    if (!row_order_.empty()) m_.row_order = row_order_.data();
+    if (!repacked_.empty()) m_.data = repacked_.data();
+    kernels::validate(m_, scheme);
+    isa_ = kernels::usable_isa(m_, kernels::Isa::Avx512);
+    format_ = scheme + "/" + kernels::isa_name(isa_);
+  }
+  int64_t out_features() const override { return m_.rows; }
+  int64_t in_features() const override { return m_.cols; }
+  std::string_view format() const override { return format_; }
+  size_t weight_bytes() const override { return m_.storage_bytes(); }
+  void matmul(const float* x, int64_t rows, float* y, ThreadPool& pool) const override;
+  std::vector<float> to_f32() const override {
+    std::vector<float> out(static_cast<size_t>(m_.rows * m_.cols));
+    kernels::dequantize_rows(m_, isa_, 0, m_.rows, out.data());
+    return out;
+  }
+
+ private:
+  kernels::PackedMatrix m_;
+  kernels::Isa isa_ = kernels::Isa::Scalar;
+  std::string format_;
+  std::shared_ptr<const void> owner_;
+  std::vector<int32_t> row_order_;
+  std::vector<uint8_t> repacked_;  // Int4 with odd rows: re-packed so each row starts on a byte
+};
+
+// Up to this many activation rows run as separate GEMVs (weights read once per row); above,
+// weight tiles are dequantized and multiplied with sgemm (weights read once in all).
+constexpr int64_t kMaxGemvRows = 2;
+// Floats in one dequantized weight tile (2 MiB): large enough for sgemm to run near its
+// peak, small enough to stay in the last-level cache between dequantization and use.
+constexpr int64_t kTileFloats = int64_t{1} << 19;
+
+void PackedLinearWeights::matmul(const float* x, int64_t rows, float* y, ThreadPool& pool) const {
+  if (rows <= 0) return;
+  const int64_t out = m_.rows, in = m_.cols;
+  // Scratch reused across calls (one engine per thread; no allocation in steady decoding).
+  thread_local std::vector<float> scratch;
+  if (rows <= kMaxGemvRows) {
+    const size_t need = kernels::activation_scratch_floats(m_);
+    if (scratch.size() < need) scratch.resize(need);
+    // Each output row is computed whole by one thread: results do not depend on the thread count.
+    const int64_t grain = std::max<int64_t>(8, 16384 / std::max<int64_t>(1, in));
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * in;
+      const float* xp = kernels::prepare_activation(m_, isa_, xr, scratch.data());
+      float* yr = y + r * out;
+      pool.parallel_for(out, grain, [&](int64_t b, int64_t e, int) { kernels::gemv(m_, isa_, xr, xp, yr + b, b, e); });
+    }
+    return;
+  }
+  const int64_t tile = std::min(out, std::max<int64_t>(16, kTileFloats / in / 16 * 16));
+  if (static_cast<int64_t>(scratch.size()) < tile * in) scratch.resize(static_cast<size_t>(tile * in));
+  for (int64_t t0 = 0; t0 < out; t0 += tile) {
+    const int64_t n = std::min(tile, out - t0);
+    float* w = scratch.data();
+    pool.parallel_for(n, 4, [&](int64_t b, int64_t e, int) { kernels::dequantize_rows(m_, isa_, t0 + b, t0 + e, w + b * in); });
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(n),
+                static_cast<blasint>(in), 1.0f, x, static_cast<blasint>(in), w, static_cast<blasint>(in), 0.0f, y + t0,
+                static_cast<blasint>(out));
+  }
+}
+
+// QEVAL_KERNELS=dense: every linear runs dense-f32 (A/B comparisons); read once.
+bool packed_kernels_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("QEVAL_KERNELS");
+    if (v == nullptr || *v == 0 || std::string_view(v) == "packed") return true;
+    if (std::string_view(v) == "dense") return false;
+    warn(std::string("QEVAL_KERNELS=") + v + " is not 'packed' or 'dense'; using packed kernels");
+    return true;
+  }();
+  return enabled;
+}
+
+// "w4g128", "w8", "w8pt", "w4g32-asym" (+ "+outliers"): the packed layout, for format names.
+std::string packed_scheme_name(const PackedWeight& p) {
+  std::string s = "w" + std::to_string(p.bits);
+  if (p.per_tensor) s += "pt";
+  else if (p.group_size < p.cols) s += "g" + std::to_string(p.group_size);
+  if (!p.zeros.empty()) s += "-asym";
+  if (p.has_outliers()) s += "+outliers";
+  return s;
+}
+
+}  // namespace
+
+std::unique_ptr<LinearWeights> make_packed_weights(const Tensor& weight) {
+  if (weight.shape.size() != 2) return nullptr;
+  const int64_t out = weight.shape[0], in = weight.shape[1];
+  kernels::PackedMatrix m;
+  m.rows = out;
+  m.cols = in;
+  if (const PackedWeight* p = weight.packed.get()) {
+    if ((p->bits != 4 && p->bits != 8) || !weight.row_order.empty()) return nullptr;
+    m.format = p->bits == 4 ? kernels::Format::Int4 : kernels::Format::Int8;
+    m.row_bytes = kernels::format_row_bytes(m.format, in);
+    m.data = p->codes;
+    m.group_size = p->per_tensor ? in : std::min(p->group_size, in);
+    m.scale_row_stride = p->per_tensor ? 0 : p->groups_per_row();
+    m.scales = p->scales.data();
+    m.zeros = p->zeros.empty() ? nullptr : p->zeros.data();
+    if (p->has_outliers()) {
+      m.outlier_row_ptr = p->outlier_row_ptr.data();
+      m.outlier_cols = p->outlier_cols.data();
+      m.outlier_values = p->outlier_values.data();
+    }
+    std::vector<uint8_t> repacked;
+    if (p->bits == 4 && in % 2 != 0) {
+      // The stream has rows starting mid-byte; give each row its own bytes (still 4-bit).
+      repacked.assign(m.row_bytes * static_cast<size_t>(out), 0);
+      for (int64_t r = 0; r < out; ++r)
+        for (int64_t c = 0; c < in; ++c)
+          repacked[m.row_bytes * static_cast<size_t>(r) + static_cast<size_t>(c / 2)] |=
+              static_cast<uint8_t>(p->code(r, c) << ((c & 1) * 4));
+    }
+    return std::make_unique<PackedLinearWeights>(m, packed_scheme_name(*p), weight.packed, std::vector<int32_t>{},
+                                                 std::move(repacked));
+  }
+  switch (weight.dtype) {
+    case DType::F16: m.format = kernels::Format::F16; break;
+    case DType::Q8_0: m.format = kernels::Format::Q8_0; break;
+    case DType::Q4_0: m.format = kernels::Format::Q4_0; break;
+    case DType::Q4_1: m.format = kernels::Format::Q4_1; break;
+    default: return nullptr;
+  }
+  if (m.format != kernels::Format::F16 && in % 32 != 0) return nullptr;
+  m.data = weight.data;
+  m.row_bytes = weight.bytes_per_row();
+  if (m.row_bytes * static_cast<size_t>(weight.row_order.empty() ? out : static_cast<int64_t>(weight.row_order.size())) > weight.nbytes)
+    return nullptr;  // row slices of a fused tensor are fine; anything smaller is not ours
+  return std::make_unique<PackedLinearWeights>(m, kernels::format_name(m.format), weight.owner, weight.row_order,
+                                               std::vector<uint8_t>{});
+}
 
 DenseF32Weights::DenseF32Weights(const float* w, int64_t out, int64_t in, std::shared_ptr<const void> owner)
     : w_(w), out_(out), in_(in), owner_(std::move(owner)) {}
@@ -140,8 +290,15 @@ Linear make_linear(const LinearId& id, const Tensor& weight, const Tensor* bias,
   Linear L;
   L.id = id;
   L.source_type = weight.dtype;
-  if (weight.dtype == DType::F32 && weight.row_order.empty()) {
+  if (weight.dtype == DType::F32 && weight.row_order.empty() && !weight.packed) {
     L.weights = std::make_unique<DenseF32Weights>(reinterpret_cast<const float*>(weight.data), out, in, weight.owner);
+  } else if (auto packed = !ggml_compat && packed_kernels_enabled() ? make_packed_weights(weight) : nullptr) {
+    L.weights = std::move(packed);
+  } else if (weight.packed) {
+    auto dense = std::make_unique<DenseF32Weights>(weight.to_f32(), out, in);
+    const std::string why = packed_kernels_enabled() && !ggml_compat ? ": no packed kernel" : ": dequantized";
+    dense->set_format("dense-f32 (" + packed_scheme_name(*weight.packed) + why + ")");
+    L.weights = std::move(dense);
   } else {
     L.weights = std::make_unique<DenseF32Weights>(weight.to_f32(), out, in);
   }

@@ -7,8 +7,17 @@
 //    load. Many rows: OpenBLAS sgemm. One row (decode): the pool's multi-threaded GEMV.
 //  - "ggml-q8-dot" / "ggml-f16-dot" (ggml_compat.h): integer / F16 kernels in llama.cpp's
 //    arithmetic, used in ggml-compatible mode.
-//  - packed low-bit kernels can be added as further LinearWeights implementations; the
-//    decoder only calls matmul(). Engine::set_linear_weights installs any of them.
+//  - packed ("f16/avx512", "q4_0/avx512", "w4g128/avx512", ...; kernels/packed_matrix.h):
+//    F16, Q8_0, Q4_0, Q4_1 file tensors used in place from the mapping, and the packed
+//    integer matrices of a QEval packed directory (Tensor::packed). Never expanded to a full
+//    float matrix: one row (decode) runs the packed GEMV over the pool (rows split between
+//    threads); several rows dequantize a tile of weight rows at a time into a small float
+//    scratch and call sgemm on it. The name says the kernel and the instruction set picked at
+//    run time. Results equal the dense-f32 path on the dequantized weights up to float
+//    summation order (kernels/packed_matrix.h states the bound). Chosen automatically by
+//    make_linear outside ggml-compatible mode; QEVAL_KERNELS=dense forces dense-f32 (A/B runs).
+//  - further LinearWeights implementations can be installed with Engine::set_linear_weights;
+//    the decoder only calls matmul().
 //
 // ggml-compatible mode (EngineOptions::ggml_compat): llama.cpp does not multiply in float32
 // for non-F32 weights; it first rounds the activation row to the weight type's "vec_dot_type"
@@ -40,6 +49,11 @@ class LinearWeights {
   virtual void matmul(const float* x, int64_t rows, float* y, ThreadPool& pool) const = 0;
   // The weights as dense floats [out][in] (a copy).
   virtual std::vector<float> to_f32() const = 0;
+  // Bytes a full pass over the weights reads (what one decoded token costs in memory traffic);
+  // float32 unless the format stores less.
+  virtual size_t weight_bytes() const {
+    return sizeof(float) * static_cast<size_t>(out_features()) * static_cast<size_t>(in_features());
+  }
 };
 
 class DenseF32Weights final : public LinearWeights {
@@ -49,7 +63,9 @@ class DenseF32Weights final : public LinearWeights {
   DenseF32Weights(std::vector<float> values, int64_t out, int64_t in);
   int64_t out_features() const override { return out_; }
   int64_t in_features() const override { return in_; }
-  std::string_view format() const override { return "dense-f32"; }
+  std::string_view format() const override { return format_; }
+  // Says why a quantized tensor runs dense ("dense-f32 (w3g128: no packed kernel)").
+  void set_format(std::string name) { format_ = std::move(name); }
   void matmul(const float* x, int64_t rows, float* y, ThreadPool& pool) const override;
   std::vector<float> to_f32() const override;
   const float* data() const { return w_; }
@@ -60,6 +76,7 @@ class DenseF32Weights final : public LinearWeights {
   int64_t out_ = 0, in_ = 0;
   std::shared_ptr<const void> owner_;
   std::vector<float> owned_;
+  std::string format_ = "dense-f32";
 };
 
 // How the activation is rounded before the product (ggml-compatible mode).
@@ -85,8 +102,13 @@ struct Linear {
 };
 
 // Builds a linear layer from a file tensor [out, in] (any dtype). F32 tensors without row
-// reordering are borrowed from the mapping; everything else is dequantized once, or, in
-// ggml-compatible mode, put in a ggml-exact format where one exists.
+// reordering are borrowed from the mapping; F16 / Q8_0 / Q4_0 / Q4_1 and packed tensors get
+// a packed kernel; everything else is dequantized once. In ggml-compatible mode the
+// ggml-exact formats are used where one exists, dense-f32 otherwise (unchanged behaviour).
 Linear make_linear(const LinearId& id, const Tensor& weight, const Tensor* bias, bool ggml_compat);
+
+// The packed-kernel weights for a file tensor [out, in] (F16, Q8_0, Q4_0, Q4_1 or a packed
+// tensor), or nullptr where no packed format applies. Ignores QEVAL_KERNELS.
+std::unique_ptr<LinearWeights> make_packed_weights(const Tensor& weight);
 
 }  // namespace qeval

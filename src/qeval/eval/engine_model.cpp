@@ -1,12 +1,23 @@
 #include "qeval/eval/engine_model.h"
 
 #include <algorithm>
+#include <map>
 #include <span>
 
 #include "qeval/engine/generate.h"
+#include "qeval/engine/ops.h"
 #include "qeval/util/error.h"
 
 namespace qeval::eval {
+namespace {
+
+struct PrefixLess {
+  bool operator()(std::span<const TokenId> a, std::span<const TokenId> b) const {
+    return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end());
+  }
+};
+
+}  // namespace
 
 EngineLanguageModel::EngineLanguageModel(Engine& engine, const Tokenizer& tokenizer, EngineModelOptions options)
     : engine_(engine), tok_(tokenizer), opts_(std::move(options)) {
@@ -99,12 +110,79 @@ std::vector<ScoreResult> EngineLanguageModel::score_batched(const std::vector<Sc
   return out;
 }
 
+std::vector<ScoreResult> EngineLanguageModel::score_shared_prefix(const std::vector<const ScoreRequest*>& members) {
+  const ScoreRequest& first = *members.front();
+  const auto prefix = std::span<const TokenId>(first.tokens).first(static_cast<size_t>(first.score_from));
+  size_t longest = 0;
+  for (const ScoreRequest* m : members) longest = std::max(longest, m->tokens.size());
+  // Positions fed: every token but a member's last one.
+  const auto capacity = static_cast<int64_t>(longest - 1);
+  if (cache_.n_layers() == 0) cache_ = engine_.new_cache(capacity);
+  else cache_.reserve(capacity);
+  cache_.clear();
+  KVCache& cache = cache_;
+  const auto last = engine_.append(cache, prefix);
+  const std::vector<float> prefix_logits(last.begin(), last.end());  // predicts each member's first token
+  const int64_t vocab = engine_.vocab_size();
+  auto score_token = [vocab](const float* logits, TokenId t, ScoreResult& r) {
+    r.logprobs.push_back(static_cast<double>(logits[t]) - ops::logsumexp(logits, vocab));
+    r.greedy.push_back((std::max_element(logits, logits + vocab) - logits) == t ? 1 : 0);
+  };
+  std::vector<ScoreResult> out(members.size());
+  for (size_t i = 0; i < members.size(); ++i) {
+    const std::vector<TokenId>& t = members[i]->tokens;
+    const size_t from = static_cast<size_t>(first.score_from);
+    engine_.check_tokens(t);
+    score_token(prefix_logits.data(), t[from], out[i]);
+    for (size_t p = from; p + 1 < t.size(); ++p) {
+      const auto logits = engine_.append(cache, std::span<const TokenId>(&t[p], 1));
+      score_token(logits.data(), t[p + 1], out[i]);
+    }
+    cache.truncate(static_cast<int64_t>(from));
+  }
+  return out;
+}
+
 std::vector<task::LoglikelihoodResult> EngineLanguageModel::loglikelihood(const std::vector<task::Request>& requests) {
   std::vector<ScoreRequest> reqs;
   reqs.reserve(requests.size());
   for (const auto& q : requests) reqs.push_back(loglikelihood_tokens(q.context, q.continuation));
+  std::vector<ScoreResult> scored(reqs.size());
+  // Group the requests by their unscored prefix; groups of one go through the batched path.
+  std::vector<std::vector<size_t>> shared;
+  std::vector<size_t> single;
+  if (opts_.share_context) {
+    std::map<std::span<const TokenId>, size_t, PrefixLess> group_of;
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      const auto prefix = std::span<const TokenId>(reqs[i].tokens).first(static_cast<size_t>(reqs[i].score_from));
+      auto [it, fresh] = group_of.try_emplace(prefix, shared.size());
+      if (fresh) shared.emplace_back();
+      shared[it->second].push_back(i);
+    }
+    std::vector<std::vector<size_t>> kept;
+    for (auto& g : shared) {
+      if (g.size() == 1) single.push_back(g.front());
+      else kept.push_back(std::move(g));
+    }
+    shared = std::move(kept);
+    std::sort(single.begin(), single.end());
+  } else {
+    for (size_t i = 0; i < reqs.size(); ++i) single.push_back(i);
+  }
   size_t done = 0;
-  const auto scored = score_batched(reqs, done, reqs.size());
+  for (const auto& g : shared) {
+    std::vector<const ScoreRequest*> members;
+    for (size_t i : g) members.push_back(&reqs[i]);
+    auto r = score_shared_prefix(members);
+    for (size_t k = 0; k < g.size(); ++k) scored[g[k]] = std::move(r[k]);
+    done += g.size();
+    if (opts_.progress) opts_.progress(done, reqs.size());
+  }
+  std::vector<ScoreRequest> rest;
+  rest.reserve(single.size());
+  for (size_t i : single) rest.push_back(std::move(reqs[i]));
+  auto r = score_batched(rest, done, reqs.size());
+  for (size_t k = 0; k < single.size(); ++k) scored[single[k]] = std::move(r[k]);
   std::vector<task::LoglikelihoodResult> out(requests.size());
   for (size_t i = 0; i < scored.size(); ++i) {
     out[i].logprob = scored[i].sum();

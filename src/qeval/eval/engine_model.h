@@ -9,6 +9,12 @@
 //    only a target).
 //  - loglikelihood_rolling: lm-eval's rolling windows of context_length predicted tokens, the
 //    first token predicted from BOS (else EOS); every token of the text is scored once.
+//  - shared contexts: loglikelihood requests whose scored sequences have the same prefix (the
+//    tokens before the first scored one: a multiple_choice doc's context, sent once per choice)
+//    and at least two members are run through a KV cache: the prefix once, then each member's
+//    continuation appended token by token from the prefix's cache (truncated back after each
+//    member). Other requests go through Engine::score in batches. Both paths give the same
+//    log-probabilities up to float summation order (tests: 1e-4).
 //  - generate_until: greedy generation with `until` as stop strings, at most max_gen_toks
 //    tokens; the prompt is left-truncated to leave room for them.
 #include <cstddef>
@@ -25,6 +31,7 @@ namespace qeval::eval {
 
 struct EngineModelOptions {
   size_t batch = 16;  // sequences per Engine::score call
+  bool share_context = true;  // compute a prefix shared by several loglikelihood requests once
   // Called after each batch / generation: (units done, units total) of the current call (units:
   // requests; windows for loglikelihood_rolling).
   std::function<void(size_t done, size_t total)> progress;
@@ -46,11 +53,14 @@ class EngineLanguageModel : public task::LanguageModel {
  private:
   TokenId prefix_token() const;
   std::vector<TokenId> encode(const std::string& text) const;
+  // Scores requests that all share tokens[0 .. score_from) through one KV cache.
+  std::vector<ScoreResult> score_shared_prefix(const std::vector<const ScoreRequest*>& members);
   std::vector<ScoreResult> score_batched(const std::vector<ScoreRequest>& reqs, size_t& done, size_t total);
 
   Engine& engine_;
   const Tokenizer& tok_;
   EngineModelOptions opts_;
+  KVCache cache_;  // shared-prefix scoring, reused across groups
 };
 
 }  // namespace qeval::eval

@@ -14,6 +14,7 @@ int64_t Tensor::numel() const {
 }
 
 size_t Tensor::bytes_per_row() const {
+  if (packed) throw Error(name + ": a packed low-bit matrix has no fixed-size rows (use row_to_f32)");
   auto rb = row_bytes(dtype, cols());
   if (!rb) throw Error(name + ": row length " + std::to_string(cols()) + " is not a multiple of the " +
                        std::string(dtype_name(dtype)) + " block size");
@@ -26,6 +27,7 @@ const uint8_t* Tensor::row_data(int64_t logical_row) const {
 }
 
 void Tensor::row_to_f32(int64_t logical_row, float* out) const {
+  if (packed) return packed->row_to_f32(logical_row, out);
   dequantize_row(dtype, row_data(logical_row), out, cols());
 }
 
@@ -60,6 +62,19 @@ Tensor Tensor::from_bytes(std::string name, DType dtype, std::vector<int64_t> sh
   t.owner = buf;
   if (t.numel() > 0 && t.bytes_per_row() * static_cast<size_t>(t.rows()) != t.nbytes)
     throw Error(t.name + ": byte size does not match shape " + shape_string(t.shape));
+  return t;
+}
+
+Tensor Tensor::from_packed(std::string name, std::shared_ptr<const PackedWeight> packed) {
+  if (!packed) throw Error(name + ": no packed matrix");
+  packed->validate(name);
+  Tensor t;
+  t.name = std::move(name);
+  t.dtype = DType::U8;
+  t.shape = {packed->rows, packed->cols};
+  t.data = packed->codes;
+  t.nbytes = packed->storage_bytes();
+  t.packed = std::move(packed);
   return t;
 }
 

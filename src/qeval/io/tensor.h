@@ -3,12 +3,17 @@
 // row-major order (outermost first, as numpy/safetensors write it; a GGUF ne[] is reversed),
 // and a pointer to its bytes inside a memory mapping (or an owned buffer). No copy is made
 // until a caller asks for floats.
+//
+// A tensor may instead carry a packed low-bit matrix (`packed`, io/packed_weight.h; dtype U8,
+// data = its code stream, nbytes = all its storage): the engine runs it with its packed kernels, and
+// row_to_f32 / to_f32 dequantize it. bytes_per_row / row_data do not apply to it.
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "qeval/io/dtype.h"
+#include "qeval/io/packed_weight.h"
 
 namespace qeval {
 
@@ -24,6 +29,9 @@ struct Tensor {
   // rotary layouts (GGUF llama Q/K rows) without copying the file's bytes.
   std::vector<int32_t> row_order;
 
+  // Set for a packed low-bit matrix (quantized linear of a packed directory).
+  std::shared_ptr<const PackedWeight> packed;
+
   int64_t numel() const;
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
   int64_t rows() const { return cols() == 0 ? 0 : numel() / cols(); }
@@ -37,6 +45,8 @@ struct Tensor {
   static Tensor from_f32(std::string name, std::vector<int64_t> shape, std::vector<float> values);
   // A tensor owning arbitrary encoded bytes.
   static Tensor from_bytes(std::string name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
+  // A tensor [rows, cols] standing for a packed matrix (validated; throws naming `name`).
+  static Tensor from_packed(std::string name, std::shared_ptr<const PackedWeight> packed);
 };
 
 std::string shape_string(const std::vector<int64_t>& shape);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "qeval/quant/smoothquant.h"
 #include "qeval/util/error.h"
 
 namespace qeval::quant {
@@ -39,7 +40,8 @@ double output_error(std::span<const float> w, std::span<const float> wq, int64_t
 }
 
 AwqScaleResult awq_search_scales(const QuantizerConfig& cfg, const std::vector<std::span<const float>>& weights, int64_t in,
-                                 std::span<const float> x_mean_abs, std::span<const double> gram, int grid) {
+                                 std::span<const float> x_mean_abs, std::span<const double> gram, int grid,
+                                 bool power_of_two) {
   if (grid < 1) throw Error("awq: grid must be positive");
   if (static_cast<int64_t>(x_mean_abs.size()) != in) throw Error("awq: activation statistics do not match the weights");
   AwqScaleResult best;
@@ -55,6 +57,7 @@ AwqScaleResult awq_search_scales(const QuantizerConfig& cfg, const std::vector<s
     }
     const double gm = std::exp(logsum / static_cast<double>(in));  // normalise: geometric mean 1
     for (float& v : s) v = static_cast<float>(std::clamp(static_cast<double>(v) / gm, 1e-4, 1e4));
+    if (power_of_two) round_to_power_of_two(s);
     double loss = 0.0;
     for (const auto& w : weights) {
       const int64_t rows = static_cast<int64_t>(w.size()) / in;

@@ -35,9 +35,12 @@ struct AwqScaleResult {
   double loss = 0.0;          // at the chosen alpha
   double loss_rtn = 0.0;      // alpha = 0
 };
-// weights: the linears sharing the input, each [rows_k, in].
+// weights: the linears sharing the input, each [rows_k, in]. power_of_two: every candidate's
+// scales are rounded to powers of two (smoothquant.h round_to_power_of_two) before its loss is
+// measured, so the loss is that of the scales actually folded.
 AwqScaleResult awq_search_scales(const QuantizerConfig& cfg, const std::vector<std::span<const float>>& weights, int64_t in,
-                                 std::span<const float> x_mean_abs, std::span<const double> gram, int grid = 20);
+                                 std::span<const float> x_mean_abs, std::span<const double> gram, int grid = 20,
+                                 bool power_of_two = false);
 
 struct AwqClipResult {
   double loss_before = 0.0;  // RTN output error without clipping

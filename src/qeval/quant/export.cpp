@@ -1,12 +1,18 @@
 #include "qeval/quant/export.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <span>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
+#include "qeval/io/architectures.h"
+#include "qeval/io/gguf.h"
+#include "qeval/io/hf_config.h"
 #include "qeval/io/model_export.h"
 #include "qeval/io/safetensors.h"
 #include "qeval/quant/pack.h"
@@ -131,9 +137,42 @@ ExportInfo export_gguf(const Model& source, Engine& engine, const QuantizedModel
   return info;
 }
 
+namespace {
+
+// Tensor files hold F32 / I32 / I64 parameters before the byte streams (I64 first), so each
+// value lies at a multiple of its size from the 8-aligned data start and can be used in place.
+int alignment_class(DType t) { return t == DType::I64 ? 0 : t == DType::U8 ? 2 : 1; }
+
+template <typename T>
+Tensor vector_tensor(const std::string& name, DType type, const std::vector<T>& v) {
+  std::vector<uint8_t> bytes(v.size() * sizeof(T));
+  if (!v.empty()) std::memcpy(bytes.data(), v.data(), bytes.size());
+  return Tensor::from_bytes(name, type, {static_cast<int64_t>(v.size())}, std::move(bytes));
+}
+
+// The files of an HF tokenizer, copied so the directory needs nothing outside itself.
+constexpr const char* kTokenizerFiles[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                                           "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt"};
+
+// model.gguf: the configuration and every tokenizer key as GGUF metadata, no tensors.
+void write_metadata_gguf(const Model& m, const std::string& path) {
+  GGUFMetadata md;
+  md.set("general.architecture", GGUFValue::str(std::string(architecture(m.config).gguf_arch)));
+  const std::string name = m.metadata.get_string("general.name", "");
+  if (!name.empty()) md.set("general.name", GGUFValue::str(name));
+  config_to_gguf_metadata(m.config, md);
+  for (const auto& [k, v] : m.metadata.entries())
+    if (k.rfind("tokenizer.", 0) == 0) md.set(k, v);
+  write_gguf(path, md, {});
+}
+
+}  // namespace
+
 ExportInfo export_packed(const Model& source, Engine& engine, const QuantizedModelResult& q, const std::string& dir) {
   const Model m = snapshot_model(source, engine, quantizes_output(q));
   fs::create_directories(dir);
+  // quant_config.json marks a complete directory: remove a previous one first, write it last.
+  fs::remove(fs::path(dir) / "quant_config.json");
   std::vector<Tensor> out;
   nlohmann::json lin = nlohmann::json::object();
   ExportInfo info;
@@ -143,37 +182,61 @@ ExportInfo export_packed(const Model& source, Engine& engine, const QuantizedMod
   double bits = 0;
   for (const auto& l : q.linears) {
     const std::string n = l.id.name();
+    const QuantizerConfig& c = l.q.config;
     quantized.insert(n + ".weight");
-    const auto packed = pack_codes(l.q.codes, l.q.config.bits);
+    const auto packed = pack_codes(l.q.codes, c.bits);
     out.push_back(Tensor::from_bytes(n + ".qweight", DType::U8, {static_cast<int64_t>(packed.size())}, packed));
-    out.push_back(Tensor::from_f32(n + ".scales", {static_cast<int64_t>(l.q.scales.size())}, l.q.scales));
-    const bool zeros = !l.q.config.symmetric || l.q.config.zero_factor != 1.0;
-    if (zeros) out.push_back(Tensor::from_f32(n + ".zeros", {static_cast<int64_t>(l.q.zeros.size())}, l.q.zeros));
-    lin[n] = {{"shape", {l.q.rows, l.q.cols}}, {"zeros", zeros}};
+    out.push_back(vector_tensor(n + ".scales", DType::F32, l.q.scales));
+    const bool zeros = !c.symmetric || c.zero_factor != 1.0;
+    if (zeros) out.push_back(vector_tensor(n + ".zeros", DType::F32, l.q.zeros));
+    if (l.q.has_outliers()) {
+      out.push_back(vector_tensor(n + ".outlier_row_ptr", DType::I64, l.q.outlier_row_ptr));
+      out.push_back(vector_tensor(n + ".outlier_cols", DType::I32, l.q.outlier_cols));
+      out.push_back(vector_tensor(n + ".outlier_values", DType::F32, l.q.outlier_values));
+    }
+    lin[n] = {{"shape", {l.q.rows, l.q.cols}},
+              {"bits", c.bits},
+              {"granularity", std::string(granularity_name(c.granularity))},
+              {"group_size", c.group_size},
+              {"zeros", zeros},
+              {"outliers", static_cast<int64_t>(l.q.outlier_values.size())}};
     const int64_t np = l.q.rows * l.q.cols;
     info.quantized_params += np;
-    bits += effective_bits(l.q.config, l.q.rows, l.q.cols, 16) * static_cast<double>(np);
+    // Codes, 16-bit scales (and zeros), plus each outlier as value + column (the stored F32
+    // parameters above are a convenience of this format, not the scheme's cost).
+    bits += effective_bits(c, l.q.rows, l.q.cols, 16) * static_cast<double>(np) +
+            48.0 * static_cast<double>(l.q.outlier_values.size());
   }
   for (const auto& [name, t] : m.tensors) {
     if (quantized.count(name) || m.is_alias(name)) continue;
     out.push_back(Tensor::from_f32(name, t.shape, t.to_f32()));
   }
-  write_safetensors((fs::path(dir) / "quantized.safetensors").string(), out, {{"format", "qeval-packed"}, {"version", "1"}});
+  std::stable_sort(out.begin(), out.end(),
+                   [](const Tensor& a, const Tensor& b) { return alignment_class(a.dtype) < alignment_class(b.dtype); });
+  write_safetensors((fs::path(dir) / "quantized.safetensors").string(), out, {{"format", "qeval-packed"}, {"version", "2"}});
+  write_metadata_gguf(m, (fs::path(dir) / "model.gguf").string());
+  if (source.format == ModelFormat::HFDirectory)
+    for (const char* f : kTokenizerFiles) {
+      const fs::path src = fs::path(source.path) / f;
+      if (fs::is_regular_file(src)) write_file_atomic((fs::path(dir) / f).string(), read_file(src.string()));
+    }
   info.bits_per_weight = info.quantized_params > 0 ? bits / static_cast<double>(info.quantized_params) : 0.0;
-  const QuantizerConfig& c = *q.spec.weights;
   nlohmann::json j = {{"format", "qeval-packed"},
-                      {"version", 1},
+                      {"version", 2},
                       {"spec", q.spec.str()},
-                      {"bits", c.bits},
-                      {"group_size", c.group_size},
-                      {"granularity", std::string(granularity_name(c.granularity))},
-                      {"symmetric", c.symmetric},
-                      {"scale_factor", c.scale_factor},
-                      {"zero_factor", c.zero_factor},
                       {"bits_per_weight", info.bits_per_weight},
                       {"tied_embeddings", m.config.tied_embeddings},
-                      {"base_model", fs::absolute(source.path).string()},
+                      {"tokenizer", source.format == ModelFormat::HFDirectory ? "hf files" : "model.gguf"},
                       {"linears", lin}};
+  if (q.spec.weights) {
+    const QuantizerConfig& c = *q.spec.weights;
+    j["bits"] = c.bits;
+    j["group_size"] = c.group_size;
+    j["granularity"] = std::string(granularity_name(c.granularity));
+    j["symmetric"] = c.symmetric;
+    j["scale_factor"] = c.scale_factor;
+    j["zero_factor"] = c.zero_factor;
+  }
   write_file_atomic((fs::path(dir) / "quant_config.json").string(), j.dump(2) + "\n");
   return info;
 }
@@ -201,6 +264,30 @@ bool is_packed_model(const std::string& path) {
   return fs::is_directory(path) && fs::exists(fs::path(path) / "quant_config.json");
 }
 
+namespace {
+
+// A float / integer parameter tensor as a span: in place when aligned, else copied into
+// `keep` (which the packed matrix owns).
+template <typename T>
+std::span<const T> param_span(const Tensor* t, DType type, const std::string& file, const std::string& what,
+                              std::vector<std::shared_ptr<const void>>& keep) {
+  if (t == nullptr) return {};
+  if (t->dtype != type || t->shape.size() != 1) fail_file(file, what + " has the wrong type or shape");
+  const size_t n = t->nbytes / sizeof(T);
+  if (reinterpret_cast<uintptr_t>(t->data) % alignof(T) == 0) return {reinterpret_cast<const T*>(t->data), n};
+  auto copy = std::make_shared<std::vector<T>>(n);
+  std::memcpy(copy->data(), t->data, t->nbytes);
+  keep.push_back(copy);
+  return {copy->data(), n};
+}
+
+struct PackedOwner {
+  std::shared_ptr<const SafetensorsFile> file;
+  std::vector<std::shared_ptr<const void>> copies;
+};
+
+}  // namespace
+
 Model load_packed_model(const std::string& dir) {
   const std::string cfgp = (fs::path(dir) / "quant_config.json").string();
   nlohmann::json j;
@@ -210,45 +297,94 @@ Model load_packed_model(const std::string& dir) {
     fail_file(cfgp, std::string("invalid JSON: ") + e.what());
   }
   if (j.value("format", "") != "qeval-packed") fail_file(cfgp, "not a qeval-packed model");
+  const int version = j.value("version", 1);
+  if (version != 1 && version != 2) fail_file(cfgp, "unsupported qeval-packed version " + std::to_string(version));
   const QuantSpec spec = QuantSpec::parse(j.at("spec").get<std::string>());
-  if (!spec.weights) fail_file(cfgp, "spec has no weight quantizer");
-  Model m = load_model(j.at("base_model").get<std::string>());
-  m.path = dir;
+  if (!j.contains("linears") || !j.at("linears").is_object()) fail_file(cfgp, "no 'linears' table");
   const std::string stp = (fs::path(dir) / "quantized.safetensors").string();
   auto st = std::make_shared<SafetensorsFile>(open_safetensors(stp));
   std::set<std::string> qnames;
   for (auto& [name, info] : j.at("linears").items()) qnames.insert(name);
-  // Plain tensors: copy (they are small next to the linears) so the mapping need not outlive us.
-  for (const Tensor& t : st->tensors) {
-    const std::string& n = t.name;
+  auto is_part = [&](const std::string& n) {
     const auto dot = n.rfind('.');
-    if (dot != std::string::npos && qnames.count(n.substr(0, dot)) &&
-        (n.ends_with(".qweight") || n.ends_with(".scales") || n.ends_with(".zeros")))
-      continue;
-    m.tensors[n] = Tensor::from_f32(n, t.shape, t.to_f32());
+    return dot != std::string::npos && qnames.count(n.substr(0, dot)) != 0;
+  };
+
+  Model m;
+  if (version == 1) {
+    // Version 1 kept the configuration and tokenizer in the source model ("base_model").
+    if (!j.contains("base_model")) fail_file(cfgp, "version 1 directory without 'base_model'");
+    m = load_model(j.at("base_model").get<std::string>());
+  } else {
+    const std::string gp = (fs::path(dir) / "model.gguf").string();
+    if (!fs::exists(gp)) fail_file(gp, "missing (the configuration and tokenizer of a packed model)");
+    const GGUFFile g = GGUFFile::open(gp);
+    // The optional tensors that decide biases, norms and tied embeddings, by name.
+    std::vector<GGUFTensorInfo> infos;
+    for (const Tensor& t : st->tensors)
+      if (!is_part(t.name)) infos.push_back({t.name, std::vector<int64_t>(t.shape.rbegin(), t.shape.rend()), t.dtype, 0, 0});
+    for (const std::string& n : qnames) infos.push_back({n + ".weight", {}, DType::U8, 0, 0});
+    m.config = config_from_gguf(g.metadata, infos, gp);
+    m.metadata = g.metadata;
+    bool hf_tokenizer = false;
+    for (const char* f : {"tokenizer.json", "tokenizer.model"}) hf_tokenizer = hf_tokenizer || fs::is_regular_file(fs::path(dir) / f);
+    m.format = hf_tokenizer ? ModelFormat::HFDirectory : ModelFormat::GGUF;  // where load_tokenizer looks
+    m.tensors.clear();
+  }
+  m.path = dir;
+  // Plain tensors: in place from the mapping when their floats are aligned, else copied.
+  for (const Tensor& t : st->tensors) {
+    if (is_part(t.name)) continue;
+    if (t.dtype == DType::F32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) m.tensors[t.name] = t;
+    else m.tensors[t.name] = Tensor::from_f32(t.name, t.shape, t.to_f32());
   }
   for (const std::string& n : qnames) {
     const auto& info = j.at("linears").at(n);
-    QuantizedMatrix q;
-    q.config = *spec.weights;
-    q.rows = info.at("shape")[0].get<int64_t>();
-    q.cols = info.at("shape")[1].get<int64_t>();
+    // Version 2 records each linear's grid; version 1 had one for all (the spec's).
+    QuantizerConfig c = spec.weights ? *spec.weights : QuantizerConfig{};
+    if (info.contains("bits")) {
+      c.bits = info.at("bits").get<int>();
+      c.group_size = info.value("group_size", int64_t{0});
+      const std::string g = info.value("granularity", std::string("per-group"));
+      c.granularity = g == "per-tensor" ? Granularity::PerTensor : g == "per-channel" ? Granularity::PerChannel
+                      : g == "per-token" ? Granularity::PerToken : Granularity::PerGroup;
+    } else if (!spec.weights) {
+      fail_file(cfgp, n + ": no grid description");
+    }
+    auto p = std::make_shared<PackedWeight>();
+    auto owner = std::make_shared<PackedOwner>();
+    owner->file = st;
+    p->bits = c.bits;
+    p->rows = info.at("shape")[0].get<int64_t>();
+    p->cols = info.at("shape")[1].get<int64_t>();
+    const GroupLayout lay = group_layout(c, p->rows, p->cols);
+    p->per_tensor = lay.per_tensor;
+    p->group_size = lay.group_cols;
+    p->scheme = spec.str();
     const Tensor* qw = st->find(n + ".qweight");
     const Tensor* sc = st->find(n + ".scales");
     if (!qw || !sc) fail_file(stp, "missing packed tensors of " + n);
-    q.codes = unpack_codes({qw->data, qw->nbytes}, q.config.bits, static_cast<size_t>(q.rows * q.cols));
-    q.scales = sc->to_f32();
-    const GroupLayout lay = q.layout();
-    if (static_cast<int64_t>(q.scales.size()) != lay.count()) fail_file(stp, n + ": wrong number of scales");
-    if (const Tensor* z = st->find(n + ".zeros")) {
-      q.zeros = z->to_f32();
-    } else {
-      q.zeros.assign(q.scales.size(), static_cast<float>(1 << (q.config.bits - 1)));
+    if (qw->dtype != DType::U8) fail_file(stp, n + ".qweight is not U8");
+    p->codes = qw->data;
+    p->codes_bytes = qw->nbytes;
+    p->scales = param_span<float>(sc, DType::F32, stp, n + ".scales", owner->copies);
+    p->zeros = param_span<float>(st->find(n + ".zeros"), DType::F32, stp, n + ".zeros", owner->copies);
+    p->outlier_row_ptr = param_span<int64_t>(st->find(n + ".outlier_row_ptr"), DType::I64, stp, n + ".outlier_row_ptr", owner->copies);
+    p->outlier_cols = param_span<int32_t>(st->find(n + ".outlier_cols"), DType::I32, stp, n + ".outlier_cols", owner->copies);
+    p->outlier_values = param_span<float>(st->find(n + ".outlier_values"), DType::F32, stp, n + ".outlier_values", owner->copies);
+    p->owner = owner;
+    try {
+      m.tensors[n + ".weight"] = Tensor::from_packed(n + ".weight", std::move(p));
+    } catch (const Error& e) {
+      fail_file(stp, e.what());
     }
-    if (q.zeros.size() != q.scales.size()) fail_file(stp, n + ": wrong number of zero-points");
-    m.tensors[n + ".weight"] = Tensor::from_f32(n + ".weight", {q.rows, q.cols}, q.dequantize());
   }
   if (!j.value("tied_embeddings", true)) m.config.tied_embeddings = false;
+  if (m.config.tied_embeddings && !m.tensors.count("output.weight") && m.tensors.count("token_embd.weight")) {
+    Tensor alias = m.tensors.at("token_embd.weight");  // same bytes and owner: Model::is_alias
+    alias.name = "output.weight";
+    m.tensors["output.weight"] = alias;
+  }
   return m;
 }
 

@@ -14,18 +14,28 @@
 // holding its dequantized values (exact, counted as 32 bits per weight). Other tensors keep
 // their type (token embedding, norms, output head unless quantized).
 //
-// PACKED (export_packed), for every other scheme: a directory with
+// PACKED (export_packed), for every other scheme: a self-contained directory (version 2)
 //   quantized.safetensors: for each quantized linear NAME ("blk.0.attn_q"):
-//       NAME.qweight  U8, packed codes (pack.h, little-endian bit stream, row-major [out, in])
-//       NAME.scales   F32 [groups]  stored scales (GroupLayout::index order)
-//       NAME.zeros    F32 [groups]  stored zero-points (asymmetric or perturbed only)
+//       NAME.qweight          U8, packed codes (pack.h, little-endian bit stream, row-major [out, in])
+//       NAME.scales           F32 [groups]  stored scales (GroupLayout::index order)
+//       NAME.zeros            F32 [groups]  stored zero-points (asymmetric or perturbed only)
+//       NAME.outlier_row_ptr  I64 [out+1]   } full-precision outliers (LLM.int8(), SpQR) as CSR
+//       NAME.outlier_cols     I32 [k]       } over rows, ascending columns; only where the
+//       NAME.outlier_values   F32 [k]       } matrix has outliers
 //     and every other tensor of the model as F32 under its canonical name (norms carry folded
-//     AWQ / SmoothQuant scales); __metadata__ {"format": "qeval-packed", "version": "1"}
-//   quant_config.json: spec, bits, group_size, symmetric, per-linear shapes, bits_per_weight,
-//     and "base_model": the source model path, used ONLY for the configuration, metadata and
-//     tokenizer (the directory is not self-contained; see the report).
-// load_packed_model() rebuilds a Model whose quantized linears are dequantized into F32 tensors
-// (the simulated weights), so Engine / perplexity / export work unchanged.
+//     AWQ / SmoothQuant scales). I64 tensors come first, then F32/I32, then U8, so every value
+//     is aligned in the file and is used in place from the mapping.
+//     __metadata__ {"format": "qeval-packed", "version": "2"}
+//   model.gguf: no tensors; the architecture, configuration and every tokenizer.* key as GGUF
+//     metadata (plus, for an HF source, its tokenizer files copied beside it).
+//   quant_config.json (written last; its presence marks a complete directory): spec,
+//     bits_per_weight, tied_embeddings, and per linear its shape, bits, granularity,
+//     group_size, whether zeros are stored and the outlier count.
+// load_packed_model() maps the directory and gives every quantized linear as a Tensor with a
+// PackedWeight (io/packed_weight.h) pointing into the mapping: the engine runs it with its
+// packed kernels (engine/linear.h), never holding a float copy; Tensor::to_f32 dequantizes
+// for code that needs floats. Version 1 directories (configuration and tokenizer taken from
+// the source model named by "base_model") still load.
 //
 // SIMULATED (export_simulated): the dequantized model as GGUF F32 (.gguf) or HF F32 (directory).
 //

@@ -235,11 +235,13 @@ GptqResult gptq_quantize(const QuantizerConfig& cfg, std::span<const float> w, i
         res.proxy_loss += diff * diff / (2.0 * d * d);
         ej[r] = static_cast<float>(diff / d);
       }
-      // Within the block: w_k -= e_j * U_jk for k in (j, i2).
-      if (j + 1 < i2)
-        cblas_sger(CblasRowMajor, static_cast<blasint>(i2 - j - 1), static_cast<blasint>(rows), -1.0f,
-                   ublk.data() + static_cast<size_t>((j - i1) * width + (j + 1 - i1)), 1, ej, 1,
-                   wp.data() + static_cast<size_t>(j + 1) * R, static_cast<blasint>(rows));
+      // Within the block: w_k -= e_j * U_jk for k in (j, i2). A plain loop, not cblas_sger: one
+      // small BLAS call per column would synchronise OpenBLAS's threads n times per layer.
+      for (int64_t k = j + 1; k < i2; ++k) {
+        const float uk = ublk[static_cast<size_t>((j - i1) * width + (k - i1))];
+        float* wk = wp.data() + static_cast<size_t>(k) * R;
+        for (size_t r = 0; r < R; ++r) wk[r] -= uk * ej[r];
+      }
     }
     // Lazy update of the columns after the block: W[i2:, :] -= U[i1:i2, i2:]^T * E.
     if (i2 < n)

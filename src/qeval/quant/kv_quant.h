@@ -6,10 +6,11 @@
 //
 // Groups never cross heads: the [tokens, kv_dim] block is viewed as [tokens * n_kv_heads,
 // head_dim] and each (token, head) row is quantized with the configured quantizer:
-//   PerToken (spec default "kvN")  one scale (and zero if asym) per token and head (group = head_dim)
+//   PerToken (spec default "kvN")  one scale and zero per token and head (group = head_dim)
 //   PerGroup "kvNgG"               groups of G along head_dim inside each head (G > head_dim: head_dim)
-// PerTensor is refused (it would need calibrated ranges). Symmetric/asymmetric, clipping,
-// rounding and perturbation follow the config (the KIVI-style asymmetric quantizer is "kvN-asym").
+// PerTensor is refused (it would need calibrated ranges). The spec default is ASYMMETRIC
+// (S = (max - min) / (2^N - 1), integer zero-point; KIVI-style), "kvN-sym" a symmetric grid;
+// clipping, rounding and perturbation follow the config.
 // Each row depends only on its own values, so a sequence gets the same cache whether it is
 // prefilled at once or decoded token by token.
 #include <cstdint>

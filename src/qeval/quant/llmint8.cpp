@@ -40,6 +40,14 @@ LlmInt8Result llmint8_quantize(const float* w, int64_t out, int64_t in, std::spa
   for (int64_t c : r.outlier_columns) is_out[static_cast<size_t>(c)] = 1;
   const int64_t k = static_cast<int64_t>(r.outlier_columns.size()), keep = in - k;
   r.weights.assign(w, w + out * in);
+  QuantizedMatrix& qm = r.quantized;
+  qm.config = cfg;
+  qm.rows = out;
+  qm.cols = in;
+  // Codes of the outlier columns hold the zero-point (value 0); their CSR values replace them.
+  qm.codes.assign(static_cast<size_t>(out * in), static_cast<uint8_t>(1 << (bits - 1)));
+  qm.scales.assign(static_cast<size_t>(out), 1.0f);
+  qm.zeros.assign(static_cast<size_t>(out), static_cast<float>(1 << (bits - 1)));
   if (keep > 0) {
     // Gather the regular columns, quantize per row (absmax over those columns only), scatter back.
     std::vector<float> reg(static_cast<size_t>(out * keep));
@@ -48,12 +56,30 @@ LlmInt8Result llmint8_quantize(const float* w, int64_t out, int64_t in, std::spa
       for (int64_t c = 0; c < in; ++c)
         if (!is_out[static_cast<size_t>(c)]) reg[static_cast<size_t>(o * keep + j++)] = w[o * in + c];
     }
-    fake_quantize_inplace(cfg, reg, out, keep);
+    const QuantizedMatrix rq = quantize(cfg, reg, out, keep);
+    const std::vector<float> deq = rq.dequantize();
+    qm.scales = rq.scales;
+    qm.zeros = rq.zeros;
     for (int64_t o = 0; o < out; ++o) {
       int64_t j = 0;
       for (int64_t c = 0; c < in; ++c)
-        if (!is_out[static_cast<size_t>(c)]) r.weights[static_cast<size_t>(o * in + c)] = reg[static_cast<size_t>(o * keep + j++)];
+        if (!is_out[static_cast<size_t>(c)]) {
+          const auto src = static_cast<size_t>(o * keep + j++), dst = static_cast<size_t>(o * in + c);
+          r.weights[dst] = deq[src];
+          qm.codes[dst] = rq.codes[src];
+        }
     }
+  }
+  if (k > 0) {
+    qm.outlier_row_ptr.resize(static_cast<size_t>(out + 1));
+    for (int64_t o = 0; o < out; ++o) {
+      qm.outlier_row_ptr[static_cast<size_t>(o)] = o * k;
+      for (int64_t c : r.outlier_columns) {
+        qm.outlier_cols.push_back(static_cast<int32_t>(c));
+        qm.outlier_values.push_back(w[o * in + c]);
+      }
+    }
+    qm.outlier_row_ptr[static_cast<size_t>(out)] = out * k;
   }
   const double n = static_cast<double>(out) * static_cast<double>(in);
   r.effective_bits = (static_cast<double>(out * keep) * bits + static_cast<double>(out) * 16.0 +

@@ -23,6 +23,9 @@ namespace qeval::quant {
 struct LlmInt8Result {
   std::vector<float> weights;            // dequantized [out, in]; outlier columns exact
   std::vector<int64_t> outlier_columns;  // ascending input-feature indices kept in full precision
+  // The same weights as codes (8-bit symmetric, one scale per row over the regular columns) plus
+  // the outlier columns' exact values in the CSR outlier fields: quantized.dequantize() == weights.
+  QuantizedMatrix quantized;
   // Storage per weight: int8 codes of the non-outlier columns + one fp16 scale per row + fp16
   // outlier columns + a 32-bit index per outlier column, divided by out * in.
   double effective_bits = 8.0;

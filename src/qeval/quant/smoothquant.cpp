@@ -39,6 +39,11 @@ void unscale_rows(std::span<float> w, int64_t rows, int64_t cols, std::span<cons
     for (int64_t j = 0; j < cols; ++j) w[static_cast<size_t>(r * cols + j)] /= s[static_cast<size_t>(r)];
 }
 
+void round_to_power_of_two(std::span<float> s) {
+  for (float& v : s)
+    if (v > 0.0f && std::isfinite(v)) v = std::exp2(std::nearbyint(std::log2(v)));
+}
+
 void fold_into_norm(Engine& engine, int layer, NormSite site, std::span<const float> s) {
   std::vector<float>& w = engine.norm_weight(layer, site);
   std::vector<float>& b = engine.norm_bias(layer, site);

@@ -181,6 +181,7 @@ class Parser {
       c.bits = static_cast<int>(read_int(part, pos, "bits after '" + std::string(letter) + "'"));
       if (c.bits < 2 || c.bits > 8) error_in("bits " + std::to_string(c.bits) + " out of range 2-8", part);
       c.granularity = t == Target::Weights ? Granularity::PerChannel : Granularity::PerToken;
+      c.symmetric = t != Target::KV;  // the KV cache defaults to asymmetric (KIVI-style) groups
       if (pos < part.size() && part[pos] == 'g') {
         ++pos;
         c.group_size = read_int(part, pos, "group size after 'g'");
@@ -420,10 +421,13 @@ class Parser {
   uint64_t seed_ = 0;
 };
 
-// The string of one modifier kind for one target's quantizer; empty when it is the default.
-std::string modifier_text(Kind k, const QuantizerConfig& c) {
+// The string of one modifier kind for one target's quantizer; empty when it is the default
+// (symmetric for weights and activations, asymmetric for the KV cache).
+std::string modifier_text(Kind k, const QuantizerConfig& c, Target t) {
   switch (k) {
-    case Kind::Symmetry: return c.symmetric ? "" : "asym";
+    case Kind::Symmetry:
+      if (t == Target::KV) return c.symmetric ? "sym" : "";
+      return c.symmetric ? "" : "asym";
     case Kind::Clip: return c.clip_ratio == 1.0 ? "" : "clip" + fmt_num(c.clip_ratio);
     case Kind::Rounding: return c.rounding == Rounding::Nearest ? "" : std::string(rounding_name(c.rounding));
     case Kind::Scale: return c.scale_factor == 1.0 ? "" : "scale" + fmt_num(c.scale_factor);
@@ -464,7 +468,7 @@ std::string print(const QuantSpec& s) {
   auto emit = [&](Kind k) {
     std::vector<std::pair<Target, std::string>> texts;
     for (Target t : kTargets)
-      if (const auto& c = s.config(t)) texts.emplace_back(t, modifier_text(k, *c));
+      if (const auto& c = s.config(t)) texts.emplace_back(t, modifier_text(k, *c, t));
     bool all_same = true;
     for (const auto& [t, x] : texts) all_same = all_same && x == texts.front().second;
     if (all_same) {

@@ -10,7 +10,9 @@
 //   bits   := [w] [a] [kv]         one part, at least one target, in this order: w4a8kv4
 //     w    := "w" BITS [gran]      weights;       default granularity per output channel
 //     a    := "a" BITS [gran]      activations (inputs of the linear layers); default per token, dynamic
-//     kv   := "kv" BITS [gran]     K and V before the cache; default per token
+//     kv   := "kv" BITS [gran]     K and V before the cache; default one group per token and head
+//                                  (the head's head_dim values; "g" INT: smaller groups inside a
+//                                  head), ASYMMETRIC (see kind) — kv_quant.h
 //     gran := "g" INT              groups of INT along the input / feature dimension (a shorter last group
 //                                  where the row length is not a multiple)
 //           | "t"                  per tensor
@@ -26,7 +28,9 @@
 //           | "static"             activation scales calibrated once per tensor (instead of per token,
 //                                  dynamically); a8-static
 //   modifier := kind ["@" ("w" | "a" | "kv")]   without '@': every quantized target; with: that one
-//     kind := "asym" | "sym"       asymmetric / symmetric (default symmetric for every target)
+//     kind := "asym" | "sym"       asymmetric / symmetric (default: symmetric for w and a,
+//                                  asymmetric for kv; "sym@kv" or, alone, "kv4-sym" selects a
+//                                  symmetric KV grid)
 //           | "clip" NUM           clipping ratio in (0, 1], default 1
 //           | "nearest" | "floor" | "ceil" | "stochastic"      rounding mode, default nearest
 //           | "scale" NUM          multiply stored scales by NUM in (0, 2): scale1.01 = +1%, scale0.95 = -5%
@@ -46,11 +50,12 @@
 //
 // CANONICAL FORM (what str() prints and results are stored under): defaults omitted; order
 //   [spqr|llmint8] bits methods alpha actorder damp static asym clip rounding seed scale zero t
-// a modifier is printed without '@' when all quantized targets share it, otherwise once per target
-// that has it (w, a, kv order). parse(s).str() == s for every canonical s; a valid non-canonical
+// a modifier is printed without '@' when all quantized targets share its non-default setting,
+// otherwise once per target that differs from that target's default (w, a, kv order; so
+// w4a8kv4-asym prints as w4a8kv4-asym@w-asym@a, the KV cache being asymmetric already). parse(s).str() == s for every canonical s; a valid non-canonical
 // string (w4-sym-rtn, a8t-static, w4-asym@w) parses and prints its canonical form (w4, a8-static,
 // w4-asym). Examples: fp32 w8 w4g128 w4g128-gptq w3g128-awq w8a8-smoothquant w4a8 w4a8kv4 kv3g64
-// w4g32-asym llmint8 spqr-w3 w4g128-awq-gptq-actorder-asym w4a8kv4-asym@w-asym@kv w4-clip0.9-scale1.05
+// w4g32-asym llmint8 spqr-w3 w4g128-awq-gptq-actorder-asym w4a8kv4-asym@w kv4-sym w4-clip0.9-scale1.05
 #include <optional>
 #include <string>
 #include <string_view>

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "qeval/util/error.h"
+#include "qeval/util/half.h"
 
 namespace qeval::quant {
 
@@ -44,8 +45,14 @@ void qdq_stats(float* v, int64_t n, int64_t stride, int bits) {
     hi = std::max(hi, v[i * stride]);
   }
   if (!(hi > lo)) return;
-  const float step = (hi - lo) / static_cast<float>((1 << bits) - 1);
-  for (int64_t i = 0; i < n; ++i) v[i * stride] = lo + step * std::nearbyint((v[i * stride] - lo) / step);
+  // The second-level parameters (lo, step) are stored in fp16 (the effective-bits formula counts
+  // 16 bits each), so the dequantized statistics are computed from the fp16 values.
+  const float lo16 = fp16_to_f32(f32_to_fp16(lo));
+  float step = fp16_to_f32(f32_to_fp16((hi - lo) / static_cast<float>((1 << bits) - 1)));
+  if (!(step > 0.0f)) return;  // range below fp16 resolution: keep the exact statistics
+  const float top = static_cast<float>((1 << bits) - 1);
+  for (int64_t i = 0; i < n; ++i)
+    v[i * stride] = lo16 + step * std::clamp(std::nearbyint((v[i * stride] - lo16) / step), 0.0f, top);
 }
 
 // Diagonal of (H + damp * mean(diag H) I)^-1 through a Cholesky factor.
@@ -206,10 +213,20 @@ SpqrResult spqr_quantize(std::span<const float> w, int64_t rows, int64_t cols, c
   res.cols = cols;
   res.weights.resize(n);
   res.row_ptr.assign(static_cast<size_t>(rows + 1), 0);
+  QuantizedMatrix& qm = res.quantized;
+  qm.config.bits = o.bits;
+  qm.config.granularity = Granularity::PerGroup;
+  qm.config.group_size = G;
+  qm.config.symmetric = false;
+  qm.rows = rows;
+  qm.cols = cols;
+  qm.codes.resize(n);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       const auto i = static_cast<size_t>(r * cols + c);
       const GroupParams p{scales[static_cast<size_t>(r * gpr + c / G)], zeros[static_cast<size_t>(r * gpr + c / G)]};
+      // Codes everywhere (dense storage); at outlier positions the CSR value replaces the grid value.
+      qm.codes[i] = static_cast<uint8_t>(std::clamp(std::nearbyint(w[i] / p.scale + p.zero), 0.0f, static_cast<float>(qmax)));
       if (is_out[i]) {
         res.weights[i] = w[i];
         res.col_idx.push_back(static_cast<int32_t>(c));
@@ -222,6 +239,11 @@ SpqrResult spqr_quantize(std::span<const float> w, int64_t rows, int64_t cols, c
     }
     res.row_ptr[static_cast<size_t>(r + 1)] = static_cast<int64_t>(res.col_idx.size());
   }
+  qm.scales = std::move(scales);
+  qm.zeros = std::move(zeros);
+  qm.outlier_row_ptr = res.row_ptr;
+  qm.outlier_cols = res.col_idx;
+  qm.outlier_values = res.values;
   res.outliers = static_cast<int64_t>(res.values.size());
   res.outlier_fraction = static_cast<double>(res.outliers) / static_cast<double>(n);
   res.effective_bits = spqr_effective_bits(o, rows, cols, res.outliers);

@@ -8,7 +8,7 @@
 //     integer zero z = round(-min / s)), computed over the group's NON-outlier weights.
 //  2. Second-level statistics: the scales (and separately the zeros) of stat_group consecutive
 //     rows at the same group column are themselves quantized min-max asymmetric with stat_bits
-//     (default 3) bits; their own scale/zero are stored in fp16. Weights are then quantized with
+//     (default 3) bits; their own scale/zero are stored in fp16 (and used rounded to fp16). Weights are then quantized with
 //     the dequantized (s', z'): q = clamp(round(w / s' + z'), 0, 2^B - 1), w^ = s' (q - z').
 //  3. Unstructured outliers are kept exactly (stored as fp16 value + column index, CSR rows).
 //     Sensitivity of weight w_ij, leave-one-out over its group (what storing it exactly saves):
@@ -55,6 +55,10 @@ struct SpqrResult {
   std::vector<int64_t> row_ptr;
   std::vector<int32_t> col_idx;
   std::vector<float> values;
+  // The same as a QuantizedMatrix (B-bit asymmetric groups of G; stored scales / zeros are the
+  // dequantized second-level statistics, zeros generally not integers; outliers in its CSR
+  // fields): quantized.dequantize() == weights.
+  QuantizedMatrix quantized;
   double effective_bits = 0.0;
   double base_bits = 0.0, stat_bits = 0.0, outlier_bits = 0.0;  // parts of effective_bits
   double weighted_error = 0.0;  // sum (w - w^)^2 / [H^-1]_jj (or plain squared error without H)

@@ -24,6 +24,20 @@ double binomial_two_sided_p(int64_t k, int64_t n) {
   return std::min(1.0, 2 * tail);
 }
 
+double binomial_two_sided_mid_p(int64_t k, int64_t n) {
+  if (n <= 0) return 1.0;
+  const int64_t m = std::min(k, n - k);
+  const double log_half_n = static_cast<double>(n) * std::log(0.5);
+  const double lg_n1 = std::lgamma(static_cast<double>(n) + 1);
+  double tail = 0, point = 0;
+  for (int64_t j = 0; j <= m; ++j) {
+    point = std::exp(lg_n1 - std::lgamma(static_cast<double>(j) + 1) - std::lgamma(static_cast<double>(n - j) + 1) +
+                     log_half_n);
+    tail += point;
+  }
+  return std::min(1.0, 2 * tail - point);
+}
+
 double chi_square_1_sf(double x) { return x <= 0 ? 1.0 : std::erfc(std::sqrt(x / 2)); }
 
 McNemarResult mcnemar(std::span<const int> a, std::span<const int> b, double level, int64_t exact_below) {
@@ -52,6 +66,7 @@ McNemarResult mcnemar(std::span<const int> a, std::span<const int> b, double lev
   r.ci_low = r.difference - z * r.se_difference;
   r.ci_high = r.difference + z * r.se_difference;
   const int64_t discordant = r.only_a + r.only_b;
+  r.p_value_mid = binomial_two_sided_mid_p(r.only_a, discordant);
   if (discordant == 0) {
     r.exact = true;
     r.p_value = 1.0;

@@ -7,7 +7,9 @@
 // is the exact two-sided binomial test of n01 ~ Bin(d, 1/2), min(1, 2 P(X <= min(n01, n10)));
 // otherwise the chi-square test with continuity correction,
 // X2 = max(0, |n01 - n10| - 1)^2 / d on 1 degree of freedom. Both are conservative (the size
-// of a 5% test is at most 5%); d = 0 gives p = 1. The accuracy difference B - A gets a Wald
+// of a 5% test is at most 5%); d = 0 gives p = 1. p_value_mid is the mid-p version of the exact
+// test, 2 (P(X <= m) - P(X = m) / 2) with m = min(n01, n10), for every d (less conservative, size
+// close to nominal; Fagerland, Lydersen and Laake 2013 recommend it). The accuracy difference B - A gets a Wald
 // interval with the paired variance ((n01 + n10) - (n10 - n01)^2 / n) / n^2.
 //
 // paired_bootstrap: for any other statistic (means of graded scores, corpus BLEU/chrF). Both
@@ -31,8 +33,11 @@ struct McNemarResult {
   bool exact = false;     // exact binomial (true) or chi-square with continuity correction
   double statistic = 0;   // X2 for the chi-square test, min(n01, n10) for the exact one
   double p_value = 1;
+  double p_value_mid = 1;  // mid-p exact test
 };
 
+// Two-sided mid-p of the exact binomial test: 2 (P(X <= m) - P(X = m) / 2), m = min(k, n - k).
+double binomial_two_sided_mid_p(int64_t k, int64_t n);
 // Two-sided exact binomial p-value of k successes in n trials with p = 1/2.
 double binomial_two_sided_p(int64_t k, int64_t n);
 // P(X2 >= x) for a chi-square variable with 1 degree of freedom.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "qeval/eval/metrics/bleu.h"
@@ -618,6 +619,8 @@ MetricResult mean_metric(const std::string& name, const std::vector<double>& val
   stats::MeanEstimate e = stats::mean_with_se(values);
   m.value = e.mean;
   m.stderr_value = e.se;
+  auto owned = std::make_shared<const std::vector<double>>(values);
+  m.statistic = [owned](std::span<const uint32_t> w) { return stats::weighted_mean(*owned, w); };
   return m;
 }
 
@@ -630,6 +633,7 @@ MetricResult boot_metric(const std::string& name, size_t n, const stats::Statist
   stats::BootstrapEstimate e = stats::bootstrap(n, stat, options.bootstrap);
   m.value = e.point;
   m.stderr_value = e.se;
+  m.statistic = stat;
   return m;
 }
 
@@ -652,12 +656,13 @@ std::vector<MetricResult> aggregate(const TaskConfig& task, const std::vector<Do
       for (const FilterPipeline& f : task.filters) {
         const std::string key = metric_key(name, f);
         if (name == "bleu") {
-          const auto& st = corpus.bleu.at(key);
-          out.push_back(boot_metric(key, n, [&](std::span<const uint32_t> w) {
+          auto st = std::make_shared<std::vector<BleuStats>>();
+          for (size_t i : sel) st->push_back(corpus.bleu.at(key)[i]);
+          out.push_back(boot_metric(key, n, [st](std::span<const uint32_t> w) {
             BleuStats total;
-            for (size_t k = 0; k < n; ++k) {
+            for (size_t k = 0; k < w.size(); ++k) {
               if (w[k] == 0) continue;
-              const BleuStats& s = st[sel[k]];
+              const BleuStats& s = (*st)[k];
               total.sys_len += w[k] * s.sys_len;
               total.ref_len += w[k] * s.ref_len;
               for (int o = 0; o < kBleuMaxOrder; ++o) {
@@ -668,12 +673,13 @@ std::vector<MetricResult> aggregate(const TaskConfig& task, const std::vector<Do
             return bleu_from_stats(total, false).score;
           }, options));
         } else if (name == "chrf") {
-          const auto& st = corpus.chrf.at(key);
-          out.push_back(boot_metric(key, n, [&](std::span<const uint32_t> w) {
+          auto st = std::make_shared<std::vector<ChrfStats>>();
+          for (size_t i : sel) st->push_back(corpus.chrf.at(key)[i]);
+          out.push_back(boot_metric(key, n, [st](std::span<const uint32_t> w) {
             ChrfStats total{};
-            for (size_t k = 0; k < n; ++k) {
+            for (size_t k = 0; k < w.size(); ++k) {
               if (w[k] == 0) continue;
-              for (size_t o = 0; o < total.size(); ++o) total[o] += w[k] * st[sel[k]][o];
+              for (size_t o = 0; o < total.size(); ++o) total[o] += w[k] * (*st)[k][o];
             }
             return chrf_from_stats(total);
           }, options));
@@ -686,46 +692,45 @@ std::vector<MetricResult> aggregate(const TaskConfig& task, const std::vector<Do
     if (name == "acc" || name == "acc_norm" || name == "mc2") {
       out.push_back(mean_metric(name, column(name)));
     } else if (name == "ece") {
-      std::vector<double> conf;
-      std::vector<int> corr;
+      auto conf = std::make_shared<std::vector<double>>();
+      auto corr = std::make_shared<std::vector<int>>();
       for (size_t i : sel) {
-        conf.push_back(corpus.confidence[i]);
-        corr.push_back(corpus.correct[i]);
+        conf->push_back(corpus.confidence[i]);
+        corr->push_back(corpus.correct[i]);
       }
       const int bins = m.bins;
-      out.push_back(boot_metric(name, n, [&](std::span<const uint32_t> w) {
+      out.push_back(boot_metric(name, n, [conf, corr, bins](std::span<const uint32_t> w) {
         std::vector<double> c;
         std::vector<int> k;
-        for (size_t j = 0; j < n; ++j)
+        for (size_t j = 0; j < w.size(); ++j)
           for (uint32_t r = 0; r < w[j]; ++r) {
-            c.push_back(conf[j]);
-            k.push_back(corr[j]);
+            c.push_back((*conf)[j]);
+            k.push_back((*corr)[j]);
           }
         return expected_calibration_error(c, k, bins).ece;
       }, options));
-    } else if (name == "perplexity" && task.output_type == OutputType::loglikelihood) {
-      // lm-eval: exp(-mean of the target log-likelihoods)
-      out.push_back(boot_metric(name, n, [&](std::span<const uint32_t> w) {
-        double s = 0, c = 0;
-        for (size_t j = 0; j < n; ++j) {
-          s += w[j] * results[sel[j]].logprob;
-          c += w[j];
-        }
-        return std::exp(-s / c);
-      }, options));
     } else {
-      // rolling: ratios of sums
+      // Ratios of weighted sums: exp(-sum logprob / sum denominator), or -sum / sum * scale.
       auto ratio = [&](auto denom, bool exp_form, double scale) {
-        return [&results, &sel, n, denom, exp_form, scale](std::span<const uint32_t> w) {
+        auto num = std::make_shared<std::vector<double>>();
+        auto den = std::make_shared<std::vector<double>>();
+        for (size_t i : sel) {
+          num->push_back(results[i].logprob);
+          den->push_back(static_cast<double>(denom(results[i])));
+        }
+        return stats::Statistic([num, den, exp_form, scale](std::span<const uint32_t> w) {
           double s = 0, d = 0;
-          for (size_t j = 0; j < n; ++j) {
-            s += w[j] * results[sel[j]].logprob;
-            d += w[j] * static_cast<double>(denom(results[sel[j]]));
+          for (size_t j = 0; j < w.size(); ++j) {
+            s += w[j] * (*num)[j];
+            d += w[j] * (*den)[j];
           }
           return exp_form ? std::exp(-s / d) : -s / d * scale;
-        };
+        });
       };
-      if (name == "perplexity") {
+      if (name == "perplexity" && task.output_type == OutputType::loglikelihood) {
+        // lm-eval: exp(-mean of the target log-likelihoods)
+        out.push_back(boot_metric(name, n, ratio([](const DocResult&) { return 1; }, true, 1), options));
+      } else if (name == "perplexity") {
         out.push_back(boot_metric(name, n, ratio([](const DocResult& r) { return r.tokens; }, true, 1), options));
       } else if (name == "word_perplexity") {
         out.push_back(boot_metric(name, n, ratio([](const DocResult& r) { return r.words; }, true, 1), options));
@@ -736,6 +741,58 @@ std::vector<MetricResult> aggregate(const TaskConfig& task, const std::vector<Do
             boot_metric(name, n, ratio([](const DocResult& r) { return r.bytes; }, false, 1 / std::log(2.0)), options));
       }
     }
+  }
+  return out;
+}
+
+// Judge ratings: the mean over the docs that have a valid rating (NaN: none); the statistic
+// resamples all docs and skips the NaN ones, so paired comparisons stay aligned by doc.
+MetricResult judge_metric(const std::string& name, const std::vector<double>& values) {
+  std::vector<double> valid;
+  for (double v : values)
+    if (!std::isnan(v)) valid.push_back(v);
+  MetricResult m;
+  m.name = name;
+  m.n = static_cast<int64_t>(valid.size());
+  m.higher_is_better = true;
+  m.stderr_method = "mean";
+  if (!valid.empty()) {
+    const stats::MeanEstimate e = stats::mean_with_se(valid);
+    m.value = e.mean;
+    m.stderr_value = e.se;
+  } else {
+    m.value = m.stderr_value = std::numeric_limits<double>::quiet_NaN();
+  }
+  auto owned = std::make_shared<const std::vector<double>>(values);
+  m.statistic = [owned](std::span<const uint32_t> w) {
+    double s = 0, c = 0;
+    for (size_t i = 0; i < w.size(); ++i)
+      if (!std::isnan((*owned)[i])) {
+        s += w[i] * (*owned)[i];
+        c += w[i];
+      }
+    return c > 0 ? s / c : std::numeric_limits<double>::quiet_NaN();
+  };
+  return m;
+}
+
+// judge_turn<k> per turn and judge_score (per doc: the mean of its rated turns).
+std::vector<MetricResult> judge_metrics(const std::vector<DocResult>& docs, const std::vector<size_t>& sel) {
+  std::vector<MetricResult> out;
+  size_t turns = 0;
+  for (size_t i : sel) turns = std::max(turns, docs[i].ratings.size());
+  if (turns == 0) return out;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> overall;
+  for (size_t i : sel) {
+    const auto it = docs[i].scores.find("judge_score");
+    overall.push_back(it == docs[i].scores.end() ? nan : it->second);
+  }
+  out.push_back(judge_metric("judge_score", overall));
+  for (size_t t = 0; t < turns; ++t) {
+    std::vector<double> v;
+    for (size_t i : sel) v.push_back(t < docs[i].ratings.size() ? docs[i].ratings[t] : nan);
+    out.push_back(judge_metric("judge_turn" + std::to_string(t + 1), v));
   }
   return out;
 }
@@ -885,13 +942,53 @@ TaskResult score(const TaskConfig& task, const TaskData& data, const PreparedTas
     }
   }
 
+  const bool judged = task.judge && !answers.judged.empty();
+  if (judged) {
+    if (answers.judgments.size() != answers.judged.size())
+      throw Error(fmt::format("{}: {} judge answers for {} judge requests", task.file, answers.judgments.size(),
+                              answers.judged.size()));
+    res.judge = answers.judge;
+    for (size_t i = 0; i < answers.judged.size(); ++i) {
+      const auto [d, turn] = answers.judged[i];
+      if (d >= nd || turn < 0) throw Error(fmt::format("{}: a judge answer names doc {} of {}", task.file, d, nd));
+      DocResult& dr = res.docs[d];
+      const auto t = static_cast<size_t>(turn);
+      if (dr.judgments.size() <= t) {
+        dr.judgments.resize(t + 1);
+        dr.ratings.resize(t + 1, std::numeric_limits<double>::quiet_NaN());
+      }
+      dr.judgments[t] = answers.judgments[i];
+      const auto r = parse_judge_rating(answers.judgments[i], task.judge->min_score, task.judge->max_score);
+      if (r) dr.ratings[t] = *r;
+      else ++res.judge_invalid;
+    }
+    for (DocResult& dr : res.docs) {
+      double s = 0;
+      int c = 0;
+      for (double r : dr.ratings)
+        if (!std::isnan(r)) {
+          s += r;
+          ++c;
+        }
+      if (c > 0) dr.scores["judge_score"] = s / c;
+      for (size_t t = 0; t < dr.ratings.size(); ++t)
+        if (!std::isnan(dr.ratings[t])) dr.scores["judge_turn" + std::to_string(t + 1)] = dr.ratings[t];
+    }
+  }
+
   std::vector<size_t> all(nd);
   for (size_t d = 0; d < nd; ++d) all[d] = d;
   res.metrics = aggregate(task, res.docs, all, corpus, options);
+  if (judged)
+    for (auto& m : judge_metrics(res.docs, all)) res.metrics.push_back(std::move(m));
   if (!task.group_by.empty()) {
     std::map<std::string, std::vector<size_t>> by;
     for (size_t d = 0; d < nd; ++d) by[res.docs[d].group].push_back(d);
-    for (const auto& [g, sel] : by) res.groups[g] = aggregate(task, res.docs, sel, corpus, options);
+    for (const auto& [g, sel] : by) {
+      res.groups[g] = aggregate(task, res.docs, sel, corpus, options);
+      if (judged)
+        for (auto& m : judge_metrics(res.docs, sel)) res.groups[g].push_back(std::move(m));
+    }
   }
   return res;
 }
@@ -949,7 +1046,57 @@ TaskResult evaluate(const TaskConfig& task, const TaskData& data, LanguageModel&
       for (size_t k = 0; k < sent.size(); ++k) turns[sent[k].doc].push_back(answers.generations[offset + k]);
     }
   }
+  if (task.judge && options.judge != nullptr) {
+    std::vector<std::vector<std::string>> generations(prepared.docs.size());
+    size_t ig = 0;
+    for (const Request& r : answers.requests) {
+      if (r.type != RequestType::generate_until) continue;
+      auto& g = generations[r.doc];
+      if (g.size() <= static_cast<size_t>(r.turn)) g.resize(static_cast<size_t>(r.turn) + 1);
+      g[static_cast<size_t>(r.turn)] = answers.generations[ig++];
+    }
+    const std::vector<ChatRequest> jr = build_judge_requests(task, data, prepared, generations, answers.judged);
+    answers.judgments = options.judge->chat(jr);
+    if (answers.judgments.size() != jr.size())
+      throw Error(fmt::format("{}: the judge returned {} answers for {} requests", task.file, answers.judgments.size(),
+                              jr.size()));
+    answers.judge = options.judge->describe();
+  }
   return score(task, data, prepared, answers, options.scoring);
+}
+
+std::vector<ChatRequest> build_judge_requests(const TaskConfig& task, const TaskData& data, const PreparedTask& prepared,
+                                              const std::vector<std::vector<std::string>>& generations,
+                                              std::vector<std::pair<size_t, int>>& judged) {
+  std::vector<ChatRequest> out;
+  judged.clear();
+  if (!task.judge) return out;
+  if (generations.size() != prepared.docs.size())
+    throw Error(fmt::format("{}: generations for {} docs, {} prepared", task.file, generations.size(), prepared.docs.size()));
+  for (size_t d = 0; d < prepared.docs.size(); ++d) {
+    const Json& doc = data.docs[prepared.docs[d].doc];
+    Json questions = Json::array();
+    if (task.doc_to_turns) {
+      questions = task.doc_to_turns->evaluate(doc);
+    } else if (task.doc_to_text) {
+      questions.push_back(task.doc_to_text->render(doc));
+    }
+    Json answers = Json::array();
+    for (size_t t = 0; t < generations[d].size(); ++t) {
+      answers.push_back(generations[d][t]);
+      Json vars = Json::object();
+      vars["turn_index"] = static_cast<int64_t>(t);
+      vars["questions"] = questions;
+      vars["answers"] = answers;
+      ChatRequest r;
+      r.max_tokens = task.judge->max_tokens;
+      if (task.judge->system) r.messages.push_back({"system", task.judge->system->render(doc, vars)});
+      r.messages.push_back({"user", task.judge->prompt->render(doc, vars)});
+      out.push_back(std::move(r));
+      judged.emplace_back(d, static_cast<int>(t));
+    }
+  }
+  return out;
 }
 
 std::vector<MetricResult> aggregate_tasks(const std::vector<TaskResult>& results, bool weight_by_docs) {

@@ -14,8 +14,10 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "qeval/eval/judge.h"
 #include "qeval/eval/stats/bootstrap.h"
 #include "qeval/eval/task/language_model.h"
 #include "qeval/eval/task/task.h"
@@ -66,7 +68,18 @@ struct ModelAnswers {
   std::vector<LoglikelihoodResult> loglikelihood;  // for the loglikelihood requests, in order
   std::vector<RollingResult> rolling;              // for the loglikelihood_rolling requests
   std::vector<std::string> generations;            // for the generate_until requests
+  // LLM-as-judge (task.judge): the judge's answers, judgments[i] for (doc, turn) judged[i].
+  std::vector<std::pair<size_t, int>> judged;
+  std::vector<std::string> judgments;
+  std::string judge;                               // ChatModel::describe()
 };
+
+// The judge requests of a task whose generations are known: one per doc and turn (docs and
+// turns in order), rendered from task.judge (JudgeConfig). `generations[d][t]` is the model's
+// answer to turn t of prepared doc d. `judged` receives the (doc, turn) of each request.
+std::vector<ChatRequest> build_judge_requests(const TaskConfig& task, const TaskData& data, const PreparedTask& prepared,
+                                              const std::vector<std::vector<std::string>>& generations,
+                                              std::vector<std::pair<size_t, int>>& judged);
 
 struct DocResult {
   size_t doc = 0;                            // index into TaskData::docs
@@ -78,6 +91,8 @@ struct DocResult {
   int predicted = -1;                        // argmax (multiple_choice)
   std::vector<std::string> generations;      // generate_until, one per turn
   std::map<std::string, std::string> answers;  // filter pipeline -> extracted answer
+  std::vector<std::string> judgments;        // the judge's answer per turn (task.judge)
+  std::vector<double> ratings;               // parsed rating per turn; NaN when there is none
   double logprob = 0;                        // loglikelihood / rolling
   int64_t tokens = 0, words = 0, bytes = 0;  // rolling
 };
@@ -89,6 +104,10 @@ struct MetricResult {
   int64_t n = 0;             // docs
   bool higher_is_better = true;
   std::string stderr_method; // "mean" or "bootstrap"
+  // The metric as a function of doc multiplicities (weights[i] for the i-th doc the metric was
+  // computed on, in TaskResult::docs order; all ones gives `value`). Owns its data, so paired
+  // comparisons can resample two results on the same docs (compare.h).
+  stats::Statistic statistic;
 };
 
 struct TaskResult {
@@ -103,6 +122,8 @@ struct TaskResult {
   std::vector<MetricResult> metrics;
   std::map<std::string, std::vector<MetricResult>> groups;  // group_by value -> metrics
   std::vector<DocResult> docs;                     // per-item scores, for paired tests
+  std::string judge;                               // the judge model, when the task was judged
+  int64_t judge_invalid = 0;                       // judge answers without a valid rating
   const MetricResult* metric(const std::string& name) const;
 };
 
@@ -116,6 +137,9 @@ TaskResult score(const TaskConfig& task, const TaskData& data, const PreparedTas
 struct EvalOptions {
   std::optional<int> num_fewshot;
   ScoreOptions scoring{};
+  // Grades generate_until answers of tasks with a `judge` section (MT-Bench); without one such
+  // tasks report no judge metrics.
+  ChatModel* judge = nullptr;
 };
 
 // prepare + build_requests + the model (turn by turn for multi-turn generation) + score.

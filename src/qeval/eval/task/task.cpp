@@ -416,7 +416,8 @@ const std::set<std::string> kTaskKeys = {
     "doc_to_choice", "doc_to_continuation", "choice_labels", "count_text",        "doc_to_turns",
     "turn_template", "turn_delimiter",  "target_delimiter",  "fewshot_delimiter", "num_fewshot",
     "fewshot_seed",  "fewshot_sampler", "output_type",       "generation_kwargs", "filters",
-    "metric_list",   "dimension",       "sub_dimension",     "group_by",          "metadata"};
+    "metric_list",   "dimension",       "sub_dimension",     "group_by",          "metadata",
+    "judge",         "clean_task",      "clean_paired"};
 
 std::string raw_scalar(const Entry& e, const std::string& key) {
   // Delimiters keep their exact value (YAML "" gives an empty string).
@@ -533,6 +534,32 @@ TaskConfig build_task(const Entry& top, const std::string& display) {
     if (t.output_type != OutputType::generate_until) fail_at(*g, "generation_kwargs is for output_type generate_until");
   }
   if (!until_given) t.until = {t.fewshot_delimiter};
+
+  if (const Entry* x = top.get("clean_task")) {
+    t.clean_task = scalar(*x, "clean_task");
+    if (t.clean_task.empty() || t.clean_task == t.name) fail_at(*x, "clean_task must name another task");
+  }
+  if (const Entry* x = top.get("clean_paired")) {
+    t.clean_paired = boolean(*x, "clean_paired");
+    if (t.clean_task.empty()) fail_at(*x, "clean_paired needs clean_task");
+  }
+  if (const Entry* j = top.get("judge")) {
+    if (t.output_type != OutputType::generate_until) fail_at(*j, "judge is for output_type generate_until");
+    check_keys(*j, {"system", "prompt", "max_tokens", "min_score", "max_score"}, "judge");
+    JudgeConfig jc;
+    if (const Entry* x = j->get("system")) jc.system = b.tmpl(*x, "judge.system");
+    const Entry* p = j->get("prompt");
+    if (p == nullptr) fail_at(*j, "judge: missing 'prompt'");
+    jc.prompt = b.tmpl(*p, "judge.prompt");
+    if (const Entry* x = j->get("max_tokens")) {
+      jc.max_tokens = static_cast<int>(integer(*x, "max_tokens"));
+      if (jc.max_tokens < 1) fail_at(*x, "max_tokens must be >= 1");
+    }
+    if (const Entry* x = j->get("min_score")) jc.min_score = static_cast<double>(integer(*x, "min_score"));
+    if (const Entry* x = j->get("max_score")) jc.max_score = static_cast<double>(integer(*x, "max_score"));
+    if (jc.min_score >= jc.max_score) fail_at(*j, "judge: min_score must be below max_score");
+    t.judge = std::move(jc);
+  }
 
   if (const Entry* f = top.get("filters")) {
     if (t.output_type != OutputType::generate_until) fail_at(*f, "filters are for output_type generate_until");

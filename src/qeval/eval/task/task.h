@@ -31,6 +31,18 @@ bool metric_higher_is_better(const std::string& name);
 // Sub-dimensions per dimension, for the coverage framework (docs/TASKS.md).
 const std::map<std::string, std::vector<std::string>>& known_dimensions();
 
+// LLM-as-judge grading of generations (MT-Bench single-answer grading), run when the caller
+// gives a judge (EvalOptions::judge). For each doc and turn k the judge gets `system` and
+// `prompt` rendered with the doc's fields plus `turn_index` (k, 0-based), `questions` (the raw
+// user turns, doc_to_turns) and `answers` (the model's answers to turns 0..k), and must answer
+// with a rating "[[x]]" in [min_score, max_score].
+struct JudgeConfig {
+  TemplatePtr system;        // optional
+  TemplatePtr prompt;        // required
+  int max_tokens = 1024;     // of the judge's answer
+  double min_score = 1, max_score = 10;
+};
+
 struct TaskConfig {
   std::string name;
   std::string file;                      // the task file as named by the caller
@@ -67,6 +79,12 @@ struct TaskConfig {
 
   std::vector<FilterPipeline> filters;  // generate_until; at least one ("none", no steps)
   std::vector<MetricSpec> metrics;
+  std::optional<JudgeConfig> judge;     // generate_until: grade the answers with an LLM judge
+  // Robustness: the clean counterpart of this (adversarial / shifted) task; the runner reports
+  // the drop of every shared metric from it (robustness.h). clean_paired: doc i of both tasks is
+  // the same item (paired tests); otherwise the two are independent samples.
+  std::string clean_task;
+  bool clean_paired = false;
 
   std::string dimension, sub_dimension;
   std::string group_by;                 // field whose value splits the results into subtasks

@@ -1,0 +1,330 @@
+// AVX-512 (F/BW/VL + F16C + FMA) packed kernels. See packed_matrix.h for the layouts and the
+// exactness argument: every weight is formed with the dequantizer's own float operations.
+// 4-bit codes index a 16-entry table of exact weights per group / block (vpermps uses the low
+// 4 bits of each 32-bit index, so a zero-extended byte selects its low nibble directly and the
+// byte shifted right by 4 its high nibble). Two output rows are processed together (four
+// independent accumulators) to keep the FMA pipes busy; the activation loads are shared.
+#include <algorithm>
+
+#include "qeval/kernels/isa_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+// GCC 12's AVX-512 headers build "undefined" vectors by self-initialization (__m512 __Y = __Y),
+// which -Wuninitialized reports at every inlined use; the values are never read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#define QEVAL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define QEVAL_AVX512_INLINE inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+namespace qeval::kernels::detail {
+namespace {
+
+QEVAL_AVX512_INLINE float half_scalar(const uint8_t* p) {
+  uint16_t h;
+  __builtin_memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+QEVAL_AVX512_INLINE __m512 iota16() {
+  return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+QEVAL_AVX512_INLINE __m512i bytes16(const uint8_t* p) {
+  return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+QEVAL_AVX512_INLINE __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+
+// Exact weights of a ggml 4-bit block as a lookup table over the 16 codes.
+QEVAL_AVX512_INLINE __m512 q4_lut(Format f, const uint8_t* blk) {
+  const __m512 d = _mm512_set1_ps(half_scalar(blk));
+  if (f == Format::Q4_0) return _mm512_mul_ps(_mm512_sub_ps(iota16(), _mm512_set1_ps(8.0f)), d);  // float(q - 8) * d
+  return _mm512_add_ps(_mm512_mul_ps(iota16(), d), _mm512_set1_ps(half_scalar(blk + 2)));         // float(q) * d + m
+}
+
+QEVAL_AVX512_INLINE __m512 int_lut(const PackedMatrix& m, int64_t r, int64_t g) {
+  return _mm512_mul_ps(_mm512_set1_ps(m.scale(r, g)), _mm512_sub_ps(iota16(), _mm512_set1_ps(m.zero(r, g))));
+}
+
+QEVAL_AVX512_INLINE __m512 int8_weights(const uint8_t* p, __m512 s, __m512 z) {
+  return _mm512_mul_ps(s, _mm512_sub_ps(_mm512_cvtepi32_ps(bytes16(p)), z));
+}
+QEVAL_AVX512_INLINE __m512 int8_weights_masked(const uint8_t* p, __mmask16 k, __m512 s, __m512 z) {
+  return _mm512_mul_ps(s, _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, p))), z));
+}
+QEVAL_AVX512_INLINE __m512 q8_weights(const uint8_t* p, __m512 d) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))), d);
+}
+
+template <int R>
+QEVAL_AVX512 void rows_f16(const PackedMatrix& m, int64_t r0, const float* x, float* y) {
+  const int64_t n = m.cols;
+  const uint8_t* row[R];
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    row[r] = m.row(r0 + r);
+    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  }
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32) {
+    const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[r] + 2 * c))), x0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[r] + 2 * c + 32))), x1, acc[r][1]);
+    }
+  }
+  for (; c < n; c += 16) {
+    const __mmask16 k = tail_mask(std::min<int64_t>(16, n - c));
+    const __m512 xv = _mm512_maskz_loadu_ps(k, x + c);
+    for (int r = 0; r < R; ++r)
+      acc[r][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, row[r] + 2 * c)), xv, acc[r][0]);
+  }
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+}
+
+template <int R>
+QEVAL_AVX512 void rows_q8_0(const PackedMatrix& m, int64_t r0, const float* x, float* y) {
+  const uint8_t* row[R];
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    row[r] = m.row(r0 + r);
+    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < m.cols / 32; ++b) {
+    const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = row[r] + 34 * b;
+      const __m512 d = _mm512_set1_ps(half_scalar(blk));
+      acc[r][0] = _mm512_fmadd_ps(q8_weights(blk + 2, d), x0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(q8_weights(blk + 18, d), x1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+}
+
+template <int R>
+QEVAL_AVX512 void rows_q4(const PackedMatrix& m, int64_t r0, const float* x, float* y) {
+  const size_t bb = m.format == Format::Q4_0 ? 18 : 20;
+  const size_t qoff = bb - 16;
+  const uint8_t* row[R];
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    row[r] = m.row(r0 + r);
+    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < m.cols / 32; ++b) {
+    const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = row[r] + bb * static_cast<size_t>(b);
+      const __m512 lut = q4_lut(m.format, blk);
+      const __m512i v = bytes16(blk + qoff);
+      acc[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, lut), x0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut), x1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+}
+
+template <int R>
+QEVAL_AVX512 void rows_int8(const PackedMatrix& m, int64_t r0, const float* x, float* y) {
+  const int64_t n = m.cols, gs = m.group_size;
+  const int64_t ng = m.scale_row_stride ? m.scale_row_stride : 1;
+  const uint8_t* row[R];
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    row[r] = m.row(r0 + r);
+    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < ng; ++g) {
+    const int64_t c0 = g * gs, c1 = std::min(n, c0 + gs);
+    __m512 s[R], z[R];
+    for (int r = 0; r < R; ++r) {
+      s[r] = _mm512_set1_ps(m.scale(r0 + r, g));
+      z[r] = _mm512_set1_ps(m.zero(r0 + r, g));
+    }
+    int64_t c = c0;
+    for (; c + 32 <= c1; c += 32) {
+      const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+      for (int r = 0; r < R; ++r) {
+        acc[r][0] = _mm512_fmadd_ps(int8_weights(row[r] + c, s[r], z[r]), x0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(int8_weights(row[r] + c + 16, s[r], z[r]), x1, acc[r][1]);
+      }
+    }
+    for (; c < c1; c += 16) {
+      const __mmask16 k = tail_mask(std::min<int64_t>(16, c1 - c));
+      const __m512 xv = _mm512_maskz_loadu_ps(k, x + c);
+      for (int r = 0; r < R; ++r)
+        acc[r][0] = _mm512_fmadd_ps(int8_weights_masked(row[r] + c, k, s[r], z[r]), xv, acc[r][0]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+}
+
+// Nibble K of every 32-bit word of a 128-code chunk, for R rows (immediate shift counts).
+template <int R, int K>
+QEVAL_AVX512_INLINE void nibble_step(const __m512i* v, const __m512* lut, const float* xc, __m512 (*acc)[2]) {
+  const __m512 xk = _mm512_loadu_ps(xc + 16 * K);
+  for (int r = 0; r < R; ++r) {
+    const __m512i idx = K == 0 ? v[r] : _mm512_srli_epi32(v[r], 4 * K);
+    acc[r][K & 1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, lut[r]), xk, acc[r][K & 1]);
+  }
+}
+
+// xp: the activation in the nibble order of prepare_activation.
+template <int R>
+QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, const float* xp, float* y) {
+  const int64_t n = m.cols, gs = m.group_size;
+  const int64_t ng = m.scale_row_stride ? m.scale_row_stride : 1;
+  const uint8_t* row[R];
+  __m512 acc[R][2];
+  float tail[R];
+  for (int r = 0; r < R; ++r) {
+    row[r] = m.row(r0 + r);
+    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    tail[r] = 0.0f;
+  }
+  for (int64_t g = 0; g < ng; ++g) {
+    const int64_t c0 = g * gs, c1 = std::min(n, c0 + gs);
+    const int64_t c128 = c0 + (c1 - c0) / 128 * 128, cf = c128 + (c1 - c128) / 32 * 32;
+    __m512 lut[R];
+    for (int r = 0; r < R; ++r) lut[r] = int_lut(m, r0 + r, g);
+    // 128 codes = one 64-byte load; nibble k of every 32-bit word is selected by shifting the
+    // word right by 4k (vpermps reads only the low 4 bits of each index).
+    for (int64_t c = c0; c < c128; c += 128) {
+      __m512i v[R];
+      for (int r = 0; r < R; ++r) v[r] = _mm512_loadu_si512(row[r] + c / 2);
+      nibble_step<R, 0>(v, lut, xp + c, acc);
+      nibble_step<R, 1>(v, lut, xp + c, acc);
+      nibble_step<R, 2>(v, lut, xp + c, acc);
+      nibble_step<R, 3>(v, lut, xp + c, acc);
+      nibble_step<R, 4>(v, lut, xp + c, acc);
+      nibble_step<R, 5>(v, lut, xp + c, acc);
+      nibble_step<R, 6>(v, lut, xp + c, acc);
+      nibble_step<R, 7>(v, lut, xp + c, acc);
+    }
+    for (int64_t c = c128; c < cf; c += 32) {
+      const __m512 xe = _mm512_loadu_ps(xp + c), xo = _mm512_loadu_ps(xp + c + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512i v = bytes16(row[r] + c / 2);
+        acc[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, lut[r]), xe, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]), xo, acc[r][1]);
+      }
+    }
+    for (int64_t c = cf; c < c1; ++c)
+      for (int r = 0; r < R; ++r) tail[r] += x[c] * weight_at(m, r0 + r, c);
+  }
+  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + tail[r];
+}
+
+template <int R>
+QEVAL_AVX512 void rows_any(const PackedMatrix& m, int64_t r0, const float* x, const float* xp, float* y) {
+  switch (m.format) {
+    case Format::F16: rows_f16<R>(m, r0, x, y); break;
+    case Format::Q8_0: rows_q8_0<R>(m, r0, x, y); break;
+    case Format::Q4_0:
+    case Format::Q4_1: rows_q4<R>(m, r0, x, y); break;
+    case Format::Int8: rows_int8<R>(m, r0, x, y); break;
+    case Format::Int4: rows_int4<R>(m, r0, x, xp, y); break;
+  }
+  if (m.outlier_row_ptr)
+    for (int r = 0; r < R; ++r) y[r] += outlier_correction(m, r0 + r, x);
+}
+
+}  // namespace
+
+QEVAL_AVX512 void gemv_avx512(const PackedMatrix& m, const float* x, const float* xp, float* y, int64_t b, int64_t e) {
+  int64_t r = b;
+  for (; r + 2 <= e; r += 2) rows_any<2>(m, r, x, xp, y + (r - b));
+  if (r < e) rows_any<1>(m, r, x, xp, y + (r - b));
+}
+
+QEVAL_AVX512 void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e, float* out) {
+  const int64_t n = m.cols;
+  // Interleave even (lo) and odd (hi) elements of an Int4 32-chunk back into column order.
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  for (int64_t r = b; r < e; ++r) {
+    const uint8_t* row = m.row(r);
+    float* o = out + (r - b) * n;
+    switch (m.format) {
+      case Format::F16: {
+        int64_t c = 0;
+        for (; c + 16 <= n; c += 16)
+          _mm512_storeu_ps(o + c, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * c))));
+        if (c < n) {
+          const __mmask16 k = tail_mask(n - c);
+          _mm512_mask_storeu_ps(o + c, k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, row + 2 * c)));
+        }
+        break;
+      }
+      case Format::Q8_0:
+        for (int64_t blk = 0; blk < n / 32; ++blk) {
+          const uint8_t* p = row + 34 * blk;
+          const __m512 d = _mm512_set1_ps(half_scalar(p));
+          _mm512_storeu_ps(o + 32 * blk, q8_weights(p + 2, d));
+          _mm512_storeu_ps(o + 32 * blk + 16, q8_weights(p + 18, d));
+        }
+        break;
+      case Format::Q4_0:
+      case Format::Q4_1: {
+        const size_t bb = m.format == Format::Q4_0 ? 18 : 20;
+        for (int64_t blk = 0; blk < n / 32; ++blk) {
+          const uint8_t* p = row + bb * static_cast<size_t>(blk);
+          const __m512 lut = q4_lut(m.format, p);
+          const __m512i v = bytes16(p + bb - 16);
+          _mm512_storeu_ps(o + 32 * blk, _mm512_permutexvar_ps(v, lut));
+          _mm512_storeu_ps(o + 32 * blk + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut));
+        }
+        break;
+      }
+      case Format::Int8: {
+        const int64_t ng = m.scale_row_stride ? m.scale_row_stride : 1;
+        for (int64_t g = 0; g < ng; ++g) {
+          const int64_t c0 = g * m.group_size, c1 = std::min(n, c0 + m.group_size);
+          const __m512 s = _mm512_set1_ps(m.scale(r, g)), z = _mm512_set1_ps(m.zero(r, g));
+          int64_t c = c0;
+          for (; c + 16 <= c1; c += 16) _mm512_storeu_ps(o + c, int8_weights(row + c, s, z));
+          if (c < c1) {
+            const __mmask16 k = tail_mask(c1 - c);
+            _mm512_mask_storeu_ps(o + c, k, int8_weights_masked(row + c, k, s, z));
+          }
+        }
+        break;
+      }
+      case Format::Int4: {
+        const int64_t ng = m.scale_row_stride ? m.scale_row_stride : 1;
+        for (int64_t g = 0; g < ng; ++g) {
+          const int64_t c0 = g * m.group_size, c1 = std::min(n, c0 + m.group_size), cf = c0 + (c1 - c0) / 32 * 32;
+          const __m512 lut = int_lut(m, r, g);
+          for (int64_t c = c0; c < cf; c += 32) {
+            const __m512i v = bytes16(row + c / 2);
+            const __m512 ev = _mm512_permutexvar_ps(v, lut), od = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+            _mm512_storeu_ps(o + c, _mm512_permutex2var_ps(ev, lo_idx, od));
+            _mm512_storeu_ps(o + c + 16, _mm512_permutex2var_ps(ev, hi_idx, od));
+          }
+          for (int64_t c = cf; c < c1; ++c) o[c] = weight_at(m, r, c);
+        }
+        break;
+      }
+    }
+    apply_outliers(m, r, o);
+  }
+}
+
+}  // namespace qeval::kernels::detail
+
+#else  // not x86-64: never dispatched (isa_available is false)
+
+namespace qeval::kernels::detail {
+void gemv_avx512(const PackedMatrix& m, const float* x, const float*, float* y, int64_t b, int64_t e) {
+  gemv_scalar(m, x, y, b, e);
+}
+void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e, float* out) { dequantize_scalar(m, b, e, out); }
+}  // namespace qeval::kernels::detail
+
+#endif

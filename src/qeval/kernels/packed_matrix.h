@@ -1,0 +1,104 @@
+#pragma once
+// Packed low-bit weight matrices and the kernels that multiply by them without expanding them
+// to a full float matrix: a GEMV over a range of output rows (decode; the caller splits rows
+// between threads) and dequantization of a range of rows into a small float scratch (the
+// caller runs sgemm on such tiles for many activation rows). Instruction set chosen at run
+// time (cpu.h): AVX-512 (F/BW/VL + F16C), AVX2 (+FMA, F16C), or portable scalar code. No
+// -march flags: ISA code is compiled per function with target attributes.
+//
+// Memory layout (a PackedMatrix only points at it; nothing is copied):
+//  F16    rows of cols IEEE half floats (a GGUF F16 tensor as mapped).
+//  Q8_0   rows of cols/32 ggml blocks {F16 d; int8 q[32]} (34 bytes); w = float(q) * d.
+//  Q4_0   rows of cols/32 blocks {F16 d; uint8 qs[16]} (18 bytes); element j < 16 is the low
+//         nibble of qs[j], element j + 16 its high nibble; w = float(q - 8) * d.
+//  Q4_1   rows of cols/32 blocks {F16 d; F16 m; uint8 qs[16]} (20 bytes), same nibble order;
+//         w = float(q) * d + m.
+//  Int8   QEval w8: one byte per code, rows of cols bytes; w = s * (float(q) - z) with the
+//         group's s and z (per output channel: one group per row).
+//  Int4   QEval w4: two codes per byte, element 2k in the low nibble of byte k (quant/pack.h's
+//         little-endian stream), each row starting on a byte (row_bytes = ceil(cols / 2); a
+//         stream with odd cols is re-packed row-aligned by the caller); w = s * (float(q) - z).
+//  Int*:  groups of group_size columns along a row (the last one may be shorter); group g of
+//         logical row r uses scales[r * scale_row_stride + g] (zeros likewise; zeros == null:
+//         z = 2^(bits-1), the symmetric grid); scale_row_stride 0 = one group for the whole
+//         matrix (per-tensor). Optional outliers, CSR over logical rows, replace the grid value
+//         at their positions (the GEMV adds x_c * (v - w_grid) for each).
+//  row_order (optional): logical row r is physical row row_order[r] (rotary layouts of GGUF
+//  Q/K); scales, zeros and outliers are indexed by logical row.
+//
+// Exactness (what the tests check): every kernel forms each weight exactly as the
+// dequantizer does (the same float operations: the ggml decoders of io/ggml_blocks_legacy.cpp,
+// s * (float(q) - z) of quant/quantizer.h), through a 16-entry lookup table built with those
+// operations for 4-bit codes, so dequantize_rows reproduces the dequantized matrix bit for bit
+// and the GEMV differs from a dot product with the dequantized row only in the order of the
+// float additions (and in FMA skipping the product's rounding). With u = 2^-24 and
+// M = sum_i |x_i * w_i| (plus |x_c| * (|v| + |w_grid|) per outlier), each result lies within
+//     (n / 8 + 64 + 2 * outliers_in_row) * u * M
+// of the exact real sum: each term passes through at most that many roundings (8 or 16 SIMD
+// lanes accumulate about n/8 or n/16 terms each, then a lane reduction, a scalar tail shorter
+// than a 32-element chunk, and two additions per outlier); the standard first-order bound of
+// recursive summation is (number of roundings) * u * sum of |terms|. Two paths (e.g. AVX-512 vs
+// scalar) therefore differ by at most twice that. For the model-level consequence see
+// tests/quant/test_export.cpp (packed vs simulated perplexity within 0.1%).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "qeval/kernels/cpu.h"
+
+namespace qeval::kernels {
+
+enum class Format : uint8_t { F16, Q8_0, Q4_0, Q4_1, Int8, Int4 };
+const char* format_name(Format f);  // "f16", "q8_0", "q4_0", "q4_1", "int8", "int4"
+
+struct PackedMatrix {
+  Format format = Format::F16;
+  int64_t rows = 0, cols = 0;
+  const uint8_t* data = nullptr;
+  size_t row_bytes = 0;               // bytes between consecutive physical rows
+  const int32_t* row_order = nullptr; // logical -> physical row, or null
+  // Int8 / Int4 only.
+  int64_t group_size = 0;             // columns per group (cols: per channel / per tensor)
+  int64_t scale_row_stride = 0;       // groups per row; 0: one group for the whole matrix
+  const float* scales = nullptr;
+  const float* zeros = nullptr;       // null: symmetric, z = 2^(bits-1)
+  const int64_t* outlier_row_ptr = nullptr;  // rows + 1 or null
+  const int32_t* outlier_cols = nullptr;
+  const float* outlier_values = nullptr;
+
+  int bits() const;
+  float zero(int64_t row, int64_t group) const;
+  float scale(int64_t row, int64_t group) const;
+  const uint8_t* row(int64_t logical) const {
+    return data + static_cast<size_t>(row_order ? row_order[logical] : logical) * row_bytes;
+  }
+  // Bytes a full pass over the matrix reads (codes, scales, zeros, outliers).
+  size_t storage_bytes() const;
+};
+
+// Bytes of one row in the format's layout (throws when cols does not fit the block size).
+size_t format_row_bytes(Format f, int64_t cols);
+// Throws qeval::Error("<what>: <problem>") for inconsistent sizes.
+void validate(const PackedMatrix& m, const std::string& what);
+
+// The best instruction set this matrix can use on this CPU, at most `limit`: the 4-bit
+// QEval layout needs group sizes that are multiples of 32 for its SIMD paths.
+Isa usable_isa(const PackedMatrix& m, Isa limit);
+
+// The activation row as the chosen path reads it, in the nibble order of the codes so that
+// unpacking needs no shuffles: for Int4 SIMD paths, within each group, AVX-512 takes as many
+// 128-element chunks as fit (element 8j + k of a chunk moves to 16k + j: nibble k of 32-bit
+// word j), then 32-element chunks (the 16 even-indexed elements, then the 16 odd ones; AVX2
+// uses only these), and leaves the tail in place. Otherwise x itself. scratch:
+// activation_scratch_floats(m) floats.
+size_t activation_scratch_floats(const PackedMatrix& m);
+const float* prepare_activation(const PackedMatrix& m, Isa isa, const float* x, float* scratch);
+
+// y[o - row_begin] = sum_i x[i] * W[o][i] for o in [row_begin, row_end). `prepared` is
+// prepare_activation's result for the same x and isa.
+void gemv(const PackedMatrix& m, Isa isa, const float* x, const float* prepared, float* y, int64_t row_begin,
+          int64_t row_end);
+// out[(o - row_begin) * cols + i] = W[o][i]: exactly the dequantized values (outliers included).
+void dequantize_rows(const PackedMatrix& m, Isa isa, int64_t row_begin, int64_t row_end, float* out);
+
+}  // namespace qeval::kernels
