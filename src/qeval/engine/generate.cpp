@@ -39,6 +39,31 @@ double GenerationResult::decode_tokens_per_second() const {
   return s > 0 && tokens.size() > 1 ? static_cast<double>(tokens.size() - 1) / s : 0.0;
 }
 
+bool apply_stop_strings(std::string& text, size_t before, const std::vector<std::string>& stop, size_t& release_to) {
+  release_to = text.size();
+  if (stop.empty()) return false;
+  size_t max_stop = 0;
+  for (const auto& s : stop) max_stop = std::max(max_stop, s.size());
+  const size_t from = before >= max_stop ? before - max_stop + 1 : 0;
+  size_t cut = std::string::npos;
+  for (const auto& s : stop) {
+    const size_t p = text.find(s, from);
+    if (p != std::string::npos) cut = std::min(cut, p);
+  }
+  if (cut != std::string::npos) {
+    text.resize(cut);
+    release_to = cut;
+    return true;
+  }
+  for (const auto& s : stop)
+    for (size_t k = std::min(s.size() - 1, text.size()); k > 0; --k)
+      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+        release_to = std::min(release_to, text.size() - k);
+        break;
+      }
+  return false;
+}
+
 GenerationResult generate(Engine& engine, const Tokenizer* tok, std::span<const TokenId> prompt,
                           const GenerationOptions& o, const TokenCallback& on_token) {
   o.validate();
@@ -57,8 +82,6 @@ GenerationResult generate(Engine& engine, const Tokenizer* tok, std::span<const 
   Sampler sampler(o.sampling, engine.vocab_size());
   KVCache cache = engine.new_cache(std::min<int64_t>(n_ctx, static_cast<int64_t>(prompt.size()) + o.max_tokens));
   const TokenId eos = tok ? tok->eos_id() : -1;
-  size_t max_stop = 0;
-  for (const auto& s : o.stop) max_stop = std::max(max_stop, s.size());
 
   std::string& text = res.text;  // all decoded text so far
   size_t released = 0;           // text[0, released) has been handed to the callback
@@ -81,29 +104,7 @@ GenerationResult generate(Engine& engine, const Tokenizer* tok, std::span<const 
     if (tok) {
       const size_t before = text.size();
       text += tok->token_text(t);
-      release_to = text.size();
-      if (!o.stop.empty()) {
-        // Search only where a new match can start.
-        const size_t from = before >= max_stop ? before - max_stop + 1 : 0;
-        size_t cut = std::string::npos;
-        for (const auto& s : o.stop) {
-          const size_t p = text.find(s, from);
-          if (p != std::string::npos) cut = std::min(cut, p);
-        }
-        if (cut != std::string::npos) {
-          text.resize(cut);
-          release_to = cut;
-          stop_hit = true;
-        } else {
-          // Hold back a tail that could begin a stop string.
-          for (const auto& s : o.stop)
-            for (size_t k = std::min(s.size() - 1, text.size()); k > 0; --k)
-              if (text.compare(text.size() - k, k, s, 0, k) == 0) {
-                release_to = std::min(release_to, text.size() - k);
-                break;
-              }
-        }
-      }
+      stop_hit = apply_stop_strings(text, before, o.stop, release_to);
     }
     bool keep_going = true;
     if (on_token) {

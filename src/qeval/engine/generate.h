@@ -37,6 +37,12 @@ using TokenCallback = std::function<bool(const TokenEvent&)>;
 enum class StopReason { Length, Eos, StopString, Callback, Context };
 std::string_view stop_reason_name(StopReason r);
 
+// Stop strings on a growing text: `text` has just grown from `before` bytes. When a stop string
+// now occurs (a new match can only start within the longest stop string's length before the new
+// part), cuts `text` there and returns true. `release_to` is set to how much of `text` can be
+// shown now: all of it, less a tail that could be the beginning of a stop string.
+bool apply_stop_strings(std::string& text, size_t before, const std::vector<std::string>& stop, size_t& release_to);
+
 struct GenerationResult {
   std::vector<TokenId> tokens;   // generated ids (a stop string's tokens included, EOS excluded)
   std::string text;              // generated text, cut before a stop string

@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 
+#include "qeval/engine/generate.h"
 #include "qeval/engine/sampling.h"
 #include "qeval/quant/export.h"
 #include "qeval/quant/in_memory.h"
@@ -190,8 +191,6 @@ GenerationOutcome ServedModel::Lease::generate(const std::vector<TokenId>& promp
   Sampler sampler(so, engine.vocab_size());
   KVCache cache = engine.new_cache(static_cast<int64_t>(prompt.size()) + max_tokens);
   const TokenId eos = tok.eos_id();
-  size_t max_stop = 0;
-  for (const auto& x : s.stop) max_stop = std::max(max_stop, x.size());
   std::vector<std::pair<float, TokenId>> scratch;
 
   std::string& text = res.text;
@@ -209,28 +208,7 @@ GenerationOutcome ServedModel::Lease::generate(const std::vector<TokenId>& promp
     const size_t before = text.size();
     text += tok.token_text(t);
     size_t release_to = text.size();
-    if (!s.stop.empty()) {
-      // A new match can only start within max_stop - 1 bytes before the new text.
-      const size_t from = before >= max_stop ? before - max_stop + 1 : 0;
-      size_t cut = std::string::npos;
-      for (const auto& x : s.stop) {
-        const size_t p = text.find(x, from);
-        if (p != std::string::npos) cut = std::min(cut, p);
-      }
-      if (cut != std::string::npos) {
-        text.resize(cut);
-        release_to = cut;
-        stop_hit = true;
-      } else {
-        // Hold back a tail that could be the start of a stop string.
-        for (const auto& x : s.stop)
-          for (size_t k = std::min(x.size() - 1, text.size()); k > 0; --k)
-            if (text.compare(text.size() - k, k, x, 0, k) == 0) {
-              release_to = std::min(release_to, text.size() - k);
-              break;
-            }
-      }
-    }
+    if (apply_stop_strings(text, before, s.stop, release_to)) stop_hit = true;
     const size_t from = released;
     released = std::max(released, release_to);
     const bool keep_going =
