@@ -13,6 +13,12 @@
 // not affect speed. The label names the kernel that ran ("q4_0/avx512"). Threads: 2, or
 // $QEVAL_BENCH_THREADS. QEVAL_ISA=avx2|scalar caps the instruction set.
 //
+//  BM_IntGemv/<format>/2048/5632  one activation row through the integer-activation kernels
+//                                 (kernels/int8_activation.h; w8a8, w4g32a8, w4g128a8: the
+//                                 weight format with a8 per-token inputs, as a packed W8A8 /
+//                                 W4A8 directory runs): activation quantization included.
+//                                 Label "w4g128a8/avx512-vnni"; QEVAL_ISA=avx2|scalar caps it.
+//
 // Whole model, when $QEVAL_BENCH_MODEL names one (GGUF file or packed directory, loaded as
 // `qeval perplexity` loads it):
 //  BM_ModelPrefill   Engine::append of a 512-token prompt on an empty cache. tok/s.
@@ -94,6 +100,12 @@ qeval::Tensor packed_tensor(int bits, int64_t out, int64_t in, int64_t group, bo
 
 qeval::Tensor make_tensor(const std::string& fmt, int64_t out, int64_t in) {
   using qeval::DType;
+  if (fmt.size() > 2 && fmt.compare(fmt.size() - 2, 2, "a8") == 0) {
+    // Integer activations: the weight format, inputs quantized per token (linear_int8_activation.h).
+    qeval::Tensor t = make_tensor(fmt.substr(0, fmt.size() - 2), out, in);
+    t.input_quant_bits = 8;
+    return t;
+  }
   if (fmt == "w8") return packed_tensor(8, out, in, 0, false);
   if (fmt == "w4g32") return packed_tensor(4, out, in, 32, false);
   if (fmt == "w4g128") return packed_tensor(4, out, in, 128, false);
@@ -216,6 +228,13 @@ void BM_ModelDecode(benchmark::State& state) {
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
     }
+  for (const char* f : {"w8a8", "w4g32a8", "w4g128a8"}) {
+    const std::string fmt = f;
+    benchmark::RegisterBenchmark(("BM_IntGemv/" + fmt + "/2048/5632").c_str(),
+                                 [=](benchmark::State& st) { run(st, fmt, 2048, 5632, 1); })
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
+  }
   return true;
 }();
 

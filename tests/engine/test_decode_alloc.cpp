@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "kv_test_quantizer.h"
 #include "qeval/engine/engine.h"
 #include "tiny_model.h"
 
@@ -46,6 +47,29 @@ TEST(Decode, NoHeapAllocationPerToken) {
   auto l = e.append(cache, prompt);
   TokenId t = 5;
   l = e.append(cache, {&t, 1});  // warm-up of the one-row path
+  g_allocs = 0;
+  g_counting = true;
+  for (int i = 0; i < 20; ++i) {
+    t = static_cast<TokenId>((t * 7 + 3) % 37);
+    l = e.append(cache, {&t, 1});
+  }
+  g_counting = false;
+  EXPECT_EQ(g_allocs.load(), 0);
+}
+
+// The same with a KV cache stored as 4-bit codes (per-thread dequantization scratch is sized
+// once, like the attention scores).
+TEST(Decode, NoHeapAllocationPerTokenWithQuantizedCache) {
+  ModelConfig c = test::tiny_config("qwen3");
+  c.context_length = 64;
+  Model m = test::make_tiny_model(c, 3);
+  Engine e(m, {.threads = 2});
+  e.set_kv_format(test::minmax_format(KvElement::Q4, c.head_dim, 4, false));
+  KVCache cache = e.new_cache();
+  std::vector<TokenId> prompt = {1, 2, 3, 4};
+  auto l = e.append(cache, prompt);
+  TokenId t = 5;
+  l = e.append(cache, {&t, 1});
   g_allocs = 0;
   g_counting = true;
   for (int i = 0; i < 20; ++i) {

@@ -94,5 +94,41 @@ TEST(QuantizeCli, LlmInt8AndSpqrQuantizeAndEvaluate) {
   EXPECT_NE(no_calib.all.find("needs calibration text (--calib FILE)"), std::string::npos) << no_calib.all;
 }
 
+// A packed directory keeps weights (and a8 inputs) only: the KV part of its spec is a run-time
+// setting, warned about at load and applied with --spec kvN on the packed model.
+TEST(QuantizeCli, PackedModelTakesItsKvPartFromSpec) {
+  QEVAL_REQUIRE_SHARED(kModel);
+  QEVAL_REQUIRE_SHARED(kText);
+  test::TempDir dir;
+  const Texts t = split_texts(dir);
+  const std::string model = test::shared_path(kModel).string();
+  const std::string packed = dir.file("w4kv4");
+  const CliRun q = run_qeval("quantize " + model + " --spec w4kv4 --format packed -o " + packed + " --json -t 1", dir);
+  ASSERT_EQ(q.rc, 0) << q.all;
+
+  const std::string ppl_args = " -f " + t.eval + " --ctx 64 --chunks 4 --json -t 1";
+  const CliRun plain = run_qeval("perplexity " + packed + ppl_args, dir);
+  ASSERT_EQ(plain.rc, 0) << plain.all;
+  EXPECT_NE(plain.all.find(packed + ": the KV-cache part of spec 'w4kv4' is not applied at load"), std::string::npos) << plain.all;
+  EXPECT_NE(plain.all.find("--spec kv4"), std::string::npos) << plain.all;
+
+  const CliRun kv = run_qeval("perplexity " + packed + ppl_args + " --spec kv4", dir);
+  ASSERT_EQ(kv.rc, 0) << kv.all;
+  const CliRun in_memory = run_qeval("perplexity " + model + ppl_args + " --spec w4kv4", dir);
+  ASSERT_EQ(in_memory.rc, 0) << in_memory.all;
+  const double ppl_plain = nlohmann::json::parse(plain.out)["ppl"], ppl_kv = nlohmann::json::parse(kv.out)["ppl"],
+               ppl_mem = nlohmann::json::parse(in_memory.out)["ppl"];
+  std::printf("[ packed kv ] ppl packed %.6f, packed --spec kv4 %.6f, in memory w4kv4 %.6f\n", ppl_plain, ppl_kv, ppl_mem);
+  EXPECT_NE(ppl_kv, ppl_plain);  // the 4-bit cache changes the result
+  EXPECT_EQ(ppl_kv, ppl_mem);    // and equals the whole spec applied in memory (same codes, same stored cache)
+
+  // Without --json the summary line says how the cache is held.
+  const CliRun text = run_qeval("perplexity " + packed + " -f " + t.eval + " --ctx 64 --chunks 2 -t 1 --spec kv4", dir);
+  ASSERT_EQ(text.rc, 0) << text.all;
+  EXPECT_NE(text.out.find("quantized in memory: kv4, no linear weights quantized, KV cache kv4 (stored: q4 asym per token+head)"),
+            std::string::npos)
+      << text.out;
+}
+
 }  // namespace
 }  // namespace qeval::quant

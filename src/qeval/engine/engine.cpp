@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "qeval/engine/kv_attention.h"
 #include "qeval/util/error.h"
 #include "qeval/util/half.h"
 
@@ -23,8 +24,13 @@ struct Engine::Workspace {
   std::vector<float> lin_in;        // linear input copy (hooks / activation rounding)
   std::vector<float> rope_cos, rope_sin;
   std::vector<float> scores;        // threads x max_len
+  std::vector<float> kv_deq;        // threads x kv_deq_stride: dequantized KV heads (quantized caches)
+  int64_t kv_deq_stride = 0;
   std::vector<float> logits_in, logits;  // logits_chunk x hidden, logits_chunk x vocab
   std::vector<float> last_logits;   // vocab
+  std::vector<float> batch_logits;  // sequences x vocab (append_batch)
+  std::vector<size_t> batch_done;   // tokens appended so far per sequence (append_batch)
+  std::vector<Segment> batch_segs;  // one round of append_batch
   std::vector<int64_t> pos;
   std::vector<std::pair<size_t, int64_t>> logit_rows;  // (segment, index) per logits row
   std::vector<int64_t> logit_src;   // row of x per logits row
@@ -250,8 +256,22 @@ void Engine::check_tokens(std::span<const TokenId> tokens) const {
                   " (vocabulary has " + std::to_string(vocab_) + " tokens)");
 }
 
+void Engine::set_kv_format(KvFormat format) {
+  if (format.quantized() && format.head_dim != cfg_.head_dim)
+    throw Error("KV cache format " + format.name() + ": head_dim " + std::to_string(format.head_dim) +
+                " is not the model's " + std::to_string(cfg_.head_dim));
+  format.head_dim = cfg_.head_dim;
+  KVCache(cfg_.n_layers, cfg_.kv_dim(), 0, format);  // validates
+  kv_format_ = std::move(format);
+  scratch_caches_.clear();  // recreated in the new format
+}
+
+int64_t Engine::kv_cache_bytes(int64_t positions) const {
+  return KVCache(cfg_.n_layers, cfg_.kv_dim(), 0, kv_format_).bytes(positions);
+}
+
 KVCache Engine::new_cache(int64_t capacity) const {
-  return KVCache(cfg_.n_layers, cfg_.kv_dim(), capacity > 0 ? capacity : n_ctx_);
+  return KVCache(cfg_.n_layers, cfg_.kv_dim(), capacity > 0 ? capacity : n_ctx_, kv_format_);
 }
 
 void Engine::ensure_workspace(int64_t rows, int64_t max_len) {
@@ -312,6 +332,7 @@ void Engine::forward(std::span<Segment> segs, Sink& sink) {
   const ModelConfig& c = cfg_;
   const int64_t H = c.hidden_size, qd = c.q_dim(), kd = c.kv_dim(), F = c.ffn_size, hd = c.head_dim;
   int64_t rows = 0, max_len = 0;
+  bool any_quantized = false;
   for (const Segment& s : segs) {
     check_tokens({s.tokens, static_cast<size_t>(s.n)});
     if (s.cache->size() != s.pos0) throw Error("internal: KV cache position mismatch");
@@ -321,6 +342,10 @@ void Engine::forward(std::span<Segment> segs, Sink& sink) {
     if (c.position == PositionKind::Learned && s.pos0 + s.n > pos_embd_.rows())
       throw Error("sequence of " + std::to_string(s.pos0 + s.n) + " tokens exceeds the model's " +
                   std::to_string(pos_embd_.rows()) + " learned positions");
+    if (s.cache->format().quantized() && s.cache->format().head_dim != hd)
+      throw Error("KV cache format " + s.cache->format().name() + " has head_dim " +
+                  std::to_string(s.cache->format().head_dim) + ", the model " + std::to_string(hd));
+    any_quantized = any_quantized || s.cache->format().quantized();
     rows += s.n;
     max_len = std::max(max_len, s.cache->capacity());  // attention scratch sized once per cache size
   }
@@ -362,6 +387,11 @@ void Engine::forward(std::span<Segment> segs, Sink& sink) {
     });
   };
   ops::AttentionShape ash{c.n_heads, c.n_kv_heads, hd, c.sliding_window, 0.0f};
+  if (any_quantized && (kv_attention_scratch(ash, max_len) > w.kv_deq_stride ||
+                        static_cast<int64_t>(w.kv_deq.size()) < w.kv_deq_stride * pool_->size())) {
+    w.kv_deq_stride = std::max(w.kv_deq_stride, kv_attention_scratch(ash, max_len));
+    w.kv_deq.assign(static_cast<size_t>(w.kv_deq_stride * pool_->size()), 0.0f);
+  }
 
   for (size_t l = 0; l < layers_.size(); ++l) {
     if (block_pass_ && static_cast<int>(l) != block_pass_->layer) continue;
@@ -395,11 +425,10 @@ void Engine::forward(std::span<Segment> segs, Sink& sink) {
     {
       int64_t r = 0;
       for (Segment& s : segs) {
-        std::memcpy(s.cache->k(static_cast<int64_t>(l)) + s.pos0 * kd, K + r * kd, static_cast<size_t>(s.n * kd) * sizeof(float));
-        std::memcpy(s.cache->v(static_cast<int64_t>(l)) + s.pos0 * kd, V + r * kd, static_cast<size_t>(s.n * kd) * sizeof(float));
-        ops::attention(ash, Q + r * qd, qd, s.n, s.pos0, s.cache->k(static_cast<int64_t>(l)),
-                       s.cache->v(static_cast<int64_t>(l)), kd, w.att.data() + r * qd, qd, w.scores.data(), w.max_len,
-                       pool_.get());
+        // A quantized cache stores codes; attention then reads them back dequantized, per KV head.
+        s.cache->write(static_cast<int64_t>(l), s.pos0, K + r * kd, V + r * kd, s.n);
+        attention_over_cache(ash, Q + r * qd, qd, s.n, s.pos0, *s.cache, static_cast<int64_t>(l), w.att.data() + r * qd,
+                             qd, w.scores.data(), w.max_len, w.kv_deq.data(), w.kv_deq_stride, pool_.get());
         r += s.n;
       }
     }
@@ -497,7 +526,7 @@ void Engine::evaluate(std::span<const SequenceView> seqs, const LogitsVisitor& v
         ++i;
         continue;
       }
-      if (scratch_caches_.size() <= segs.size()) scratch_caches_.emplace_back(cfg_.n_layers, cfg_.kv_dim(), 0);
+      if (scratch_caches_.size() <= segs.size()) scratch_caches_.emplace_back(cfg_.n_layers, cfg_.kv_dim(), 0, kv_format_);
       KVCache& cache = scratch_caches_[segs.size()];
       if (done == 0) {
         cache.reserve(len);
@@ -593,7 +622,7 @@ void Engine::forward_block(int layer, std::span<float> hidden, int64_t seq_len) 
     const int64_t ns = std::min(per_round, n_seqs - s0);
     segs.clear();
     for (int64_t i = 0; i < ns; ++i) {
-      if (scratch_caches_.size() <= static_cast<size_t>(i)) scratch_caches_.emplace_back(cfg_.n_layers, cfg_.kv_dim(), 0);
+      if (scratch_caches_.size() <= static_cast<size_t>(i)) scratch_caches_.emplace_back(cfg_.n_layers, cfg_.kv_dim(), 0, kv_format_);
       KVCache& cache = scratch_caches_[static_cast<size_t>(i)];
       cache.reserve(seq_len);
       cache.clear();
@@ -650,6 +679,62 @@ std::span<const float> Engine::append(KVCache& cache, std::span<const TokenId> t
     done += static_cast<size_t>(take);
   }
   return {ws_->last_logits.data(), static_cast<size_t>(vocab_)};
+}
+
+std::span<const float> Engine::append_batch(std::span<KVCache* const> caches,
+                                            std::span<const std::span<const TokenId>> tokens) {
+  if (caches.size() != tokens.size())
+    throw Error("append_batch: " + std::to_string(caches.size()) + " caches for " + std::to_string(tokens.size()) +
+                " token lists");
+  const size_t n_seqs = caches.size();
+  for (size_t i = 0; i < n_seqs; ++i) {
+    if (caches[i] == nullptr) throw Error("append_batch: no KV cache for sequence " + std::to_string(i));
+    if (tokens[i].empty()) throw Error("append_batch: no tokens for sequence " + std::to_string(i));
+    if (caches[i]->n_layers() != cfg_.n_layers || caches[i]->kv_dim() != cfg_.kv_dim())
+      throw Error("append_batch: KV cache of sequence " + std::to_string(i) + " belongs to another model");
+    if (caches[i]->size() + static_cast<int64_t>(tokens[i].size()) > caches[i]->capacity())
+      throw Error("context full: " + std::to_string(caches[i]->size() + static_cast<int64_t>(tokens[i].size())) +
+                  " positions do not fit the KV cache of " + std::to_string(caches[i]->capacity()) + " (sequence " +
+                  std::to_string(i) + ")");
+    for (size_t j = 0; j < i; ++j)
+      if (caches[j] == caches[i]) throw Error("append_batch: sequences " + std::to_string(j) + " and " + std::to_string(i) + " share a KV cache");
+    check_tokens(tokens[i]);  // before any cache is touched
+  }
+  struct RowSink final : Sink {
+    float* dst;
+    int64_t vocab;
+    void operator()(size_t seq, int64_t, const float* logits) override { std::copy_n(logits, vocab, dst + seq * vocab); }
+  } sink;
+  ensure_workspace(1, 1);
+  Workspace& w = *ws_;
+  if (w.batch_logits.size() < n_seqs * static_cast<size_t>(vocab_)) w.batch_logits.resize(n_seqs * static_cast<size_t>(vocab_));
+  w.batch_done.assign(n_seqs, 0);
+  sink.dst = w.batch_logits.data();
+  sink.vocab = vocab_;
+  const int64_t budget = std::max<int64_t>(1, opts_.max_batch_tokens);
+  std::vector<Segment>& segs = w.batch_segs;  // kept: steady batched decoding does not allocate
+  for (;;) {
+    segs.clear();
+    int64_t left = budget;
+    for (size_t i = 0; i < n_seqs && left > 0; ++i) {
+      const int64_t remaining = static_cast<int64_t>(tokens[i].size() - w.batch_done[i]);
+      if (remaining == 0) continue;
+      const int64_t take = std::min(remaining, left);
+      Segment s;
+      s.tokens = tokens[i].data() + w.batch_done[i];
+      s.n = take;
+      s.cache = caches[i];
+      s.pos0 = caches[i]->size();
+      s.seq = i;
+      s.logits_from = take == remaining ? take - 1 : take;
+      segs.push_back(s);
+      left -= take;
+    }
+    if (segs.empty()) break;
+    forward(segs, sink);
+    for (const Segment& s : segs) w.batch_done[s.seq] += static_cast<size_t>(s.n);
+  }
+  return {w.batch_logits.data(), n_seqs * static_cast<size_t>(vocab_)};
 }
 
 }  // namespace qeval

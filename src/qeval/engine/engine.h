@@ -111,12 +111,33 @@ class Engine {
   std::vector<float> logits(std::span<const TokenId> tokens);
   void evaluate(std::span<const SequenceView> seqs, const LogitsVisitor& visit);
 
+  // Storage of the KV caches: those new_cache() returns and the engine's own (score, evaluate,
+  // forward_block). F32 by default; a quantized format (kv_cache.h) stores codes and gives the
+  // results of quantize-dequantizing K and V into a float cache with the same quantizer. Takes
+  // effect for caches created afterwards. Throws qeval::Error when a quantized format's head_dim
+  // is not the model's or its quantizer is missing.
+  void set_kv_format(KvFormat format);
+  const KvFormat& kv_format() const { return kv_format_; }
+  // Bytes a KV cache of kv_format() holds for `positions` tokens (codes, scales and zeros of
+  // every layer's K and V; allocates nothing): what `qeval bench` reports as KV memory.
+  int64_t kv_cache_bytes(int64_t positions) const;
   // Incremental evaluation. new_cache(0) holds context_length() positions.
   KVCache new_cache(int64_t capacity = 0) const;
   // Appends tokens (positions cache.size() ...) and returns the logits of the last one; the
   // span stays valid until the next call. No allocation once the engine has seen a batch of
   // this size. Throws qeval::Error when the cache is full or a token id is invalid.
   std::span<const float> append(KVCache& cache, std::span<const TokenId> tokens);
+  // Batched incremental evaluation: appends tokens[i] to caches[i] for every i in one forward
+  // pass per round (the rows of all sequences go through each linear layer together, so a
+  // weight matrix is read once per round instead of once per sequence; attention runs on each
+  // sequence's own cache). Returns the logits of each sequence's last new token, row i for
+  // caches[i] ([caches.size()][vocab]), valid until the next call. Rounds hold at most
+  // max_batch_tokens rows (a long sequence continues in the next round). Each sequence gets the
+  // logits append() would give it up to float summation order inside the matrix products.
+  // Throws qeval::Error for a size mismatch, an empty token list, a full cache, a cache of
+  // another model, the same cache twice, or an invalid token.
+  std::span<const float> append_batch(std::span<KVCache* const> caches,
+                                      std::span<const std::span<const TokenId>> tokens);
 
   // Throws qeval::Error naming the first invalid id.
   void check_tokens(std::span<const TokenId> tokens) const;
@@ -173,6 +194,7 @@ class Engine {
   const BlockPass* block_pass_ = nullptr;
   std::unique_ptr<Workspace> ws_;
   std::deque<KVCache> scratch_caches_;  // deque: growing keeps earlier caches in place
+  KvFormat kv_format_;                  // of new_cache() and scratch_caches_
 };
 
 }  // namespace qeval

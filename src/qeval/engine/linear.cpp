@@ -11,6 +11,7 @@
 #include "qeval/kernels/packed_matrix.h"
 
 #include "qeval/engine/ggml_compat.h"
+#include "qeval/engine/linear_int8_activation.h"
 #include "qeval/engine/ops.h"
 #include "qeval/engine/thread_pool.h"
 #include "qeval/util/error.h"
@@ -54,41 +55,88 @@ class PackedLinearWeights final : public LinearWeights {
   std::vector<uint8_t> repacked_;  // Int4 with odd rows: re-packed so each row starts on a byte
 };
 
-// Up to this many activation rows run as separate GEMVs (weights read once per row); above,
-// weight tiles are dequantized and multiplied with sgemm (weights read once in all).
-constexpr int64_t kMaxGemvRows = 2;
-// Floats in one dequantized weight tile (2 MiB): large enough for sgemm to run near its
-// peak, small enough to stay in the last-level cache between dequantization and use.
-constexpr int64_t kTileFloats = int64_t{1} << 19;
+// Up to this many activation rows (batched decode) run as GEMVs per row over small blocks of
+// weight rows, each block multiplied with every activation row while it is in cache (weights
+// read from memory once); above, weight tiles are dequantized and multiplied with sgemm, which
+// packs its operands per call and only pays off for many rows (prefill). Dense float32 weights
+// keep the row-at-a-time dot products up to kMaxDenseDotRows.
+constexpr int64_t kMaxGemvRows = 8;
+constexpr int64_t kMaxDenseDotRows = 16;
+// Weight rows per cached block of the multi-row GEMV (a few KiB to tens of KiB of weights).
+constexpr int64_t kGemvBlockRows = 16;
+// Floats in one thread's dequantized weight tile (1 MiB): large enough for sgemm to run near
+// its peak, small enough to stay in the core's cache between dequantization and use.
+constexpr int64_t kTileFloats = int64_t{1} << 18;
+
+// OpenBLAS runs single-threaded while the engine's pool splits a product by output features:
+// with OpenBLAS's own workers, they spin after each call while the pool's workers run
+// (dequantization, attention), oversubscribing the cores — the cause of unstable, slow packed
+// prefill. It also makes each output the work of one single-threaded sgemm, so results do not
+// depend on the thread count. The previous setting is restored (GPTQ's Hessian uses threaded
+// BLAS calls of its own).
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() : prev_(openblas_get_num_threads()) {
+    if (prev_ != 1) openblas_set_num_threads(1);
+  }
+  ~SingleThreadedBlas() {
+    if (prev_ != 1) openblas_set_num_threads(prev_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int prev_;
+};
+
+// y[:, b:e] = x W[b:e]^T, where `w` points at row b of a row-major [*, in] float matrix.
+void sgemm_rows(const float* x, int64_t rows, const float* w, int64_t b, int64_t e, int64_t in, float* y, int64_t out) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(e - b),
+              static_cast<blasint>(in), 1.0f, x, static_cast<blasint>(in), w, static_cast<blasint>(in), 0.0f, y + b,
+              static_cast<blasint>(out));
+}
+
+// Output features per pool task for a multi-row product: about four tasks per thread, each at
+// least `min_rows` (one sgemm call should be big enough to amortize packing the activation).
+int64_t feature_grain(int64_t out, int threads, int64_t min_rows) {
+  return std::max<int64_t>(min_rows, (out + 4 * threads - 1) / (4 * threads));
+}
 
 void PackedLinearWeights::matmul(const float* x, int64_t rows, float* y, ThreadPool& pool) const {
   if (rows <= 0) return;
   const int64_t out = m_.rows, in = m_.cols;
-  // Scratch reused across calls (one engine per thread; no allocation in steady decoding).
+  // Scratch reused across calls (per thread; no allocation in steady decoding).
   thread_local std::vector<float> scratch;
   if (rows <= kMaxGemvRows) {
     const size_t need = kernels::activation_scratch_floats(m_);
-    if (scratch.size() < need) scratch.resize(need);
-    // Each output row is computed whole by one thread: results do not depend on the thread count.
+    if (scratch.size() < need * static_cast<size_t>(rows)) scratch.resize(need * static_cast<size_t>(rows));
+    const float* xp[kMaxGemvRows];
+    for (int64_t r = 0; r < rows; ++r)
+      xp[r] = kernels::prepare_activation(m_, isa_, x + r * in, scratch.data() + need * static_cast<size_t>(r));
+    // Each output is computed whole by one thread, exactly as for a single row: results do not
+    // depend on the thread count or on the other rows of the batch.
     const int64_t grain = std::max<int64_t>(8, 16384 / std::max<int64_t>(1, in));
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * in;
-      const float* xp = kernels::prepare_activation(m_, isa_, xr, scratch.data());
-      float* yr = y + r * out;
-      pool.parallel_for(out, grain, [&](int64_t b, int64_t e, int) { kernels::gemv(m_, isa_, xr, xp, yr + b, b, e); });
-    }
+    pool.parallel_for(out, grain, [&](int64_t b, int64_t e, int) {
+      for (int64_t b0 = b; b0 < e; b0 += kGemvBlockRows) {
+        const int64_t e0 = std::min(e, b0 + kGemvBlockRows);
+        for (int64_t r = 0; r < rows; ++r) kernels::gemv(m_, isa_, x + r * in, xp[r], y + r * out + b0, b0, e0);
+      }
+    });
     return;
   }
+  // Each task dequantizes tiles of its own output features into its thread's scratch and
+  // multiplies them while they are still in cache.
   const int64_t tile = std::min(out, std::max<int64_t>(16, kTileFloats / in / 16 * 16));
-  if (static_cast<int64_t>(scratch.size()) < tile * in) scratch.resize(static_cast<size_t>(tile * in));
-  for (int64_t t0 = 0; t0 < out; t0 += tile) {
-    const int64_t n = std::min(tile, out - t0);
-    float* w = scratch.data();
-    pool.parallel_for(n, 4, [&](int64_t b, int64_t e, int) { kernels::dequantize_rows(m_, isa_, t0 + b, t0 + e, w + b * in); });
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(n),
-                static_cast<blasint>(in), 1.0f, x, static_cast<blasint>(in), w, static_cast<blasint>(in), 0.0f, y + t0,
-                static_cast<blasint>(out));
-  }
+  SingleThreadedBlas single;
+  pool.parallel_for(out, feature_grain(out, pool.size(), tile), [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> tile_scratch;
+    if (static_cast<int64_t>(tile_scratch.size()) < tile * in) tile_scratch.resize(static_cast<size_t>(tile * in));
+    for (int64_t t0 = b; t0 < e; t0 += tile) {
+      const int64_t t1 = std::min(e, t0 + tile);
+      kernels::dequantize_rows(m_, isa_, t0, t1, tile_scratch.data());
+      sgemm_rows(x, rows, tile_scratch.data(), t0, t1, in, y, out);
+    }
+  });
 }
 
 // QEVAL_KERNELS=dense: every linear runs dense-f32 (A/B comparisons); read once.
@@ -176,18 +224,20 @@ DenseF32Weights::DenseF32Weights(std::vector<float> values, int64_t out, int64_t
 
 void DenseF32Weights::matmul(const float* x, int64_t rows, float* y, ThreadPool& pool) const {
   if (rows <= 0) return;
-  if (rows == 1) {
-    // GEMV: each output row is one dot product computed by one thread, so the result does not
-    // depend on the thread count.
+  if (rows <= kMaxDenseDotRows) {
+    // GEMV: each output is one dot product computed by one thread, so the result does not depend
+    // on the thread count or on the other rows; a weight row is read from memory once and reused
+    // from cache for every activation row (batched decode).
     const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, in_));
     pool.parallel_for(out_, grain, [&](int64_t b, int64_t e, int) {
-      for (int64_t o = b; o < e; ++o) y[o] = ops::dot(x, w_ + o * in_, in_);
+      for (int64_t o = b; o < e; ++o)
+        for (int64_t r = 0; r < rows; ++r) y[r * out_ + o] = ops::dot(x + r * in_, w_ + o * in_, in_);
     });
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(out_),
-              static_cast<blasint>(in_), 1.0f, x, static_cast<blasint>(in_), w_, static_cast<blasint>(in_), 0.0f, y,
-              static_cast<blasint>(out_));
+  SingleThreadedBlas single;
+  pool.parallel_for(out_, feature_grain(out_, pool.size(), 64),
+                    [&](int64_t b, int64_t e, int) { sgemm_rows(x, rows, w_ + b * in_, b, e, in_, y, out_); });
 }
 
 std::vector<float> DenseF32Weights::to_f32() const { return std::vector<float>(w_, w_ + out_ * in_); }
@@ -314,6 +364,10 @@ Linear make_linear(const LinearId& id, const Tensor& weight, const Tensor* bias,
   } else if (ggml_compat) {
     L.rounding = ggml_act_rounding(weight.dtype);
   }
+  // Input quantization of a packed directory's linears (W8A8 / W4A8): integer-activation
+  // kernels where they apply, otherwise the input is fake-quantized (linear_int8_activation.h).
+  if (weight.input_quant_bits != 0)
+    L.weights = make_input_quantized_weights(weight, std::move(L.weights), !ggml_compat && packed_kernels_enabled());
   return L;
 }
 

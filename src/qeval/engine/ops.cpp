@@ -252,41 +252,44 @@ void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, c
   }
 }
 
+void attend_row(const float* qh, const float* k, const float* v, int64_t stride, int64_t n, int64_t hd, float sc,
+                float* sbuf, float* o) {
+  std::fill(o, o + hd, 0.0f);
+  if (hd >= 32) {
+    for (int64_t t = 0; t < n; ++t) sbuf[t] = dot(qh, k + t * stride, hd) * sc;
+    softmax(sbuf, n);
+    for (int64_t t = 0; t < n; ++t) axpy(sbuf[t], v + t * stride, o, hd);
+  } else {  // tiny heads: plain loops beat the vector kernels' call and tail overhead
+    for (int64_t t = 0; t < n; ++t) {
+      const float* kt = k + t * stride;
+      float d = 0.0f;
+      for (int64_t i = 0; i < hd; ++i) d += qh[i] * kt[i];
+      sbuf[t] = d * sc;
+    }
+    softmax(sbuf, n);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* vt = v + t * stride;
+      const float p = sbuf[t];
+      for (int64_t i = 0; i < hd; ++i) o[i] += p * vt[i];
+    }
+  }
+}
+
 void attention(const AttentionShape& s, const float* q, int64_t q_stride, int64_t n_q, int64_t pos0, const float* k,
                const float* v, int64_t kv_stride, float* out, int64_t out_stride, float* scores, int64_t scores_stride,
                ThreadPool* pool) {
   const int64_t group = s.n_heads / s.n_kv_heads;
-  const float sc = s.scale != 0 ? s.scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  const float sc = attention_scale(s);
   const int64_t hd = s.head_dim;
   auto body = [&](int64_t b, int64_t e, int thread) {
     float* sbuf = scores + static_cast<int64_t>(thread) * scores_stride;
     for (int64_t u = b; u < e; ++u) {
       const int64_t h = u / n_q, r = u % n_q;
       const int64_t pos = pos0 + r;
-      const int64_t lo = s.sliding_window > 0 ? std::max<int64_t>(0, pos - s.sliding_window + 1) : 0;
+      const int64_t lo = attention_first_key(s, pos);
       const int64_t kvh = h / group;
-      const float* qh = q + r * q_stride + h * hd;
-      const int64_t n = pos - lo + 1;
-      float* o = out + r * out_stride + h * hd;
-      std::fill(o, o + hd, 0.0f);
-      if (hd >= 32) {
-        for (int64_t t = 0; t < n; ++t) sbuf[t] = dot(qh, k + (lo + t) * kv_stride + kvh * hd, hd) * sc;
-        softmax(sbuf, n);
-        for (int64_t t = 0; t < n; ++t) axpy(sbuf[t], v + (lo + t) * kv_stride + kvh * hd, o, hd);
-      } else {  // tiny heads: plain loops beat the vector kernels' call and tail overhead
-        for (int64_t t = 0; t < n; ++t) {
-          const float* kt = k + (lo + t) * kv_stride + kvh * hd;
-          float d = 0.0f;
-          for (int64_t i = 0; i < hd; ++i) d += qh[i] * kt[i];
-          sbuf[t] = d * sc;
-        }
-        softmax(sbuf, n);
-        for (int64_t t = 0; t < n; ++t) {
-          const float* vt = v + (lo + t) * kv_stride + kvh * hd;
-          const float p = sbuf[t];
-          for (int64_t i = 0; i < hd; ++i) o[i] += p * vt[i];
-        }
-      }
+      attend_row(q + r * q_stride + h * hd, k + lo * kv_stride + kvh * hd, v + lo * kv_stride + kvh * hd, kv_stride,
+                 pos - lo + 1, hd, sc, sbuf, out + r * out_stride + h * hd);
     }
   };
   const int64_t units = s.n_heads * n_q;

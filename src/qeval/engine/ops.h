@@ -1,6 +1,7 @@
 #pragma once
 // The decoder's numeric building blocks, on plain float arrays (row-major). Vector kernels
 // (dot, axpy) pick AVX-512 / AVX2+FMA / scalar code at run time; nothing needs -march.
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -69,6 +70,17 @@ struct AttentionShape {
 void attention(const AttentionShape& s, const float* q, int64_t q_stride, int64_t n_q, int64_t pos0, const float* k,
                const float* v, int64_t kv_stride, float* out, int64_t out_stride, float* scores, int64_t scores_stride,
                ThreadPool* pool);
+// The pieces attention() is made of, for attention over other storage (kv_attention.h) with the
+// same arithmetic: the logit scale, the first key position a query at `pos` sees, and one query
+// head row over n keys / values `stride` floats apart (sbuf: n floats of scratch; o: head_dim).
+inline float attention_scale(const AttentionShape& s) {
+  return s.scale != 0 ? s.scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+}
+inline int64_t attention_first_key(const AttentionShape& s, int64_t pos) {
+  return s.sliding_window > 0 && pos - s.sliding_window + 1 > 0 ? pos - s.sliding_window + 1 : 0;
+}
+void attend_row(const float* qh, const float* k, const float* v, int64_t stride, int64_t n, int64_t hd, float sc,
+                float* sbuf, float* o);
 
 // Straightforward reference attention (double accumulation), for tests.
 void attention_reference(const AttentionShape& s, const float* q, int64_t n_q, int64_t pos0, const float* k,

@@ -31,6 +31,11 @@ struct Tensor {
 
   // Set for a packed low-bit matrix (quantized linear of a packed directory).
   std::shared_ptr<const PackedWeight> packed;
+  // Set by quant::load_packed_model on the linear weights of a packed directory whose spec
+  // quantizes activations per token (dynamic, symmetric, round to nearest): the engine quantizes
+  // each input row of the layer this way before the product (engine/linear_int8_activation.h).
+  int input_quant_bits = 0;        // 0: the input stays float
+  float input_quant_clip = 1.0f;   // the spec's clipping ratio for activations
 
   int64_t numel() const;
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }

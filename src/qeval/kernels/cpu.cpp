@@ -70,4 +70,13 @@ Isa best_isa() {
   return isa;
 }
 
+bool has_avx512_vnni() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool vnni = best_isa() == Isa::Avx512 && __builtin_cpu_supports("avx512vnni");
+  return vnni;
+#else
+  return false;
+#endif
+}
+
 }  // namespace qeval::kernels

@@ -15,4 +15,8 @@ const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512"
 bool isa_available(Isa isa);    // whether this CPU runs it
 Isa best_isa();                 // the best available, capped by QEVAL_ISA (read once)
 
+// AVX-512 VNNI (vpdpbusd) for the integer-activation kernels (kernels/int8_activation.h): the
+// CPU has it and QEVAL_ISA does not cap below avx512.
+bool has_avx512_vnni();
+
 }  // namespace qeval::kernels

@@ -130,6 +130,10 @@ QEVAL_AVX512 void rows_q4(const PackedMatrix& m, int64_t r0, const float* x, flo
   for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
 }
 
+// Int8: the group's scale is applied once per group, not per weight: each group accumulates
+// x * float(q - z) (the dequantizer's own first operation, so the same rounding), then the
+// group sums are scaled into the row total. One multiply fewer per 16 weights than forming
+// s * (q - z) first; the extra rounding per group is within the bound of packed_matrix.h.
 template <int R>
 QEVAL_AVX512 void rows_int8(const PackedMatrix& m, int64_t r0, const float* x, float* y) {
   const int64_t n = m.cols, gs = m.group_size;
@@ -142,24 +146,31 @@ QEVAL_AVX512 void rows_int8(const PackedMatrix& m, int64_t r0, const float* x, f
   }
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t c0 = g * gs, c1 = std::min(n, c0 + gs);
-    __m512 s[R], z[R];
+    __m512 z[R], gacc[R][2];
     for (int r = 0; r < R; ++r) {
-      s[r] = _mm512_set1_ps(m.scale(r0 + r, g));
       z[r] = _mm512_set1_ps(m.zero(r0 + r, g));
+      gacc[r][0] = gacc[r][1] = _mm512_setzero_ps();
     }
     int64_t c = c0;
     for (; c + 32 <= c1; c += 32) {
       const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
       for (int r = 0; r < R; ++r) {
-        acc[r][0] = _mm512_fmadd_ps(int8_weights(row[r] + c, s[r], z[r]), x0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(int8_weights(row[r] + c + 16, s[r], z[r]), x1, acc[r][1]);
+        gacc[r][0] = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(bytes16(row[r] + c)), z[r]), x0, gacc[r][0]);
+        gacc[r][1] = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(bytes16(row[r] + c + 16)), z[r]), x1, gacc[r][1]);
       }
     }
     for (; c < c1; c += 16) {
       const __mmask16 k = tail_mask(std::min<int64_t>(16, c1 - c));
       const __m512 xv = _mm512_maskz_loadu_ps(k, x + c);
-      for (int r = 0; r < R; ++r)
-        acc[r][0] = _mm512_fmadd_ps(int8_weights_masked(row[r] + c, k, s[r], z[r]), xv, acc[r][0]);
+      for (int r = 0; r < R; ++r) {
+        const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, row[r] + c)));
+        gacc[r][0] = _mm512_fmadd_ps(_mm512_maskz_sub_ps(k, q, z[r]), xv, gacc[r][0]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512 s = _mm512_set1_ps(m.scale(r0 + r, g));
+      acc[r][0] = _mm512_fmadd_ps(s, gacc[r][0], acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(s, gacc[r][1], acc[r][1]);
     }
   }
   for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));

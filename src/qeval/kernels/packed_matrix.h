@@ -31,7 +31,10 @@
 // s * (float(q) - z) of quant/quantizer.h), through a 16-entry lookup table built with those
 // operations for 4-bit codes, so dequantize_rows reproduces the dequantized matrix bit for bit
 // and the GEMV differs from a dot product with the dequantized row only in the order of the
-// float additions (and in FMA skipping the product's rounding). With u = 2^-24 and
+// float additions (and in FMA skipping the product's rounding). Exception: the AVX-512 Int8
+// GEMV forms float(q) - z as the dequantizer does but multiplies by the scale once per group
+// sum instead of per weight (one fewer operation per weight; at most two more roundings per
+// term, covered by the constant 64 below). With u = 2^-24 and
 // M = sum_i |x_i * w_i| (plus |x_c| * (|v| + |w_grid|) per outlier), each result lies within
 //     (n / 8 + 64 + 2 * outliers_in_row) * u * M
 // of the exact real sum: each term passes through at most that many roundings (8 or 16 SIMD

@@ -19,6 +19,7 @@
 #include "qeval/util/atomic_file.h"
 #include "qeval/util/error.h"
 #include "qeval/util/half.h"
+#include "qeval/util/log.h"
 
 namespace qeval::quant {
 
@@ -288,6 +289,33 @@ struct PackedOwner {
 
 }  // namespace
 
+namespace {
+
+// ---- The activation part of a packed directory's spec (W8A8 / W4A8) ----
+// Dynamic per-token symmetric 8-bit activations (what ActivationQuantHooks simulates for the
+// spec in memory, the lm head's input included) are applied by the engine inside every linear
+// (engine/linear_int8_activation.h: integer kernels for the packed weights). Other activation
+// quantizers (static scales, groups, other bits, perturbed, LLM.int8()) are not applied: warned.
+void mark_input_quantization(const QuantSpec& spec, Model& m, const std::string& cfgp) {
+  if (!spec.activations) return;
+  const QuantizerConfig& a = *spec.activations;
+  const bool per_token = spec.family == Family::Int && !spec.static_activations && a.bits == 8 &&
+                         a.granularity == Granularity::PerToken && a.symmetric && a.rounding == Rounding::Nearest &&
+                         a.scale_factor == 1.0 && a.zero_factor == 1.0;
+  if (!per_token) {
+    warn(cfgp + ": the activation quantization of spec '" + spec.str() +
+         "' is not applied to the packed model (only dynamic per-token symmetric a8 is); its linears take float inputs");
+    return;
+  }
+  for (auto& [name, t] : m.tensors) {
+    if (t.shape.size() != 2 || name == "token_embd.weight" || name == "position_embd.weight") continue;
+    t.input_quant_bits = a.bits;
+    t.input_quant_clip = static_cast<float>(a.clip_ratio);
+  }
+}
+
+}  // namespace
+
 Model load_packed_model(const std::string& dir) {
   const std::string cfgp = (fs::path(dir) / "quant_config.json").string();
   nlohmann::json j;
@@ -384,6 +412,16 @@ Model load_packed_model(const std::string& dir) {
     Tensor alias = m.tensors.at("token_embd.weight");  // same bytes and owner: Model::is_alias
     alias.name = "output.weight";
     m.tensors["output.weight"] = alias;
+  }
+  mark_input_quantization(spec, m, cfgp);
+  if (spec.kv) {
+    // The KV cache format is a run-time setting of the engine, not part of the weights.
+    QuantSpec kv_only;
+    kv_only.family = Family::Int;
+    kv_only.kv = spec.kv;
+    warn(dir + ": the KV-cache part of spec '" + spec.str() + "' is not applied at load (the cache format is a " +
+         "run-time setting); apply it with --spec " + kv_only.str() + " (e.g. qeval perplexity " + dir + " --spec " +
+         kv_only.str() + " ...)");
   }
   return m;
 }

@@ -1,5 +1,7 @@
 #include "qeval/quant/kv_quant.h"
 
+#include <limits>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -36,5 +38,58 @@ void KvQuantHooks::kv(int /*layer*/, float* k, float* v, int64_t tokens, int64_t
 }
 
 double KvQuantHooks::bits_per_element(int scale_bits) const { return effective_bits(cfg_, 1, head_dim_, scale_bits); }
+
+namespace {
+
+// One group of a K / V row through the uniform quantizer: the range, parameters and codes of
+// fake_quantize_inplace for a row-group, without allocating.
+class GridKvQuantizer final : public KvGroupQuantizer {
+ public:
+  explicit GridKvQuantizer(QuantizerConfig cfg) : cfg_(cfg) {}
+  KvGroupParams quantize(const float* x, int64_t n, uint8_t* codes) const override {
+    float lo = std::numeric_limits<float>::infinity(), hi = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < n; ++i) {  // NaN-ignoring, as the quantizer's range
+      if (x[i] < lo) lo = x[i];
+      if (x[i] > hi) hi = x[i];
+    }
+    const ScaleZero p = params_from_range(cfg_, lo, hi);
+    for (int64_t i = 0; i < n; ++i) codes[i] = quantize_code(cfg_, x[i], p, static_cast<uint64_t>(i));
+    const ScaleZero stored = perturbed(cfg_, p);  // identity: perturbation is not storable
+    return {stored.scale, stored.zero};
+  }
+
+ private:
+  QuantizerConfig cfg_;
+};
+
+bool storable(const QuantizerConfig& cfg) {
+  return (cfg.bits == 8 || cfg.bits == 4) && cfg.rounding != Rounding::Stochastic && cfg.scale_factor == 1.0 &&
+         cfg.zero_factor == 1.0 && (cfg.granularity == Granularity::PerToken || cfg.granularity == Granularity::PerGroup);
+}
+
+}  // namespace
+
+std::optional<KvFormat> stored_kv_format(const QuantizerConfig& cfg, int64_t head_dim) {
+  const QuantizerConfig c = KvQuantHooks(cfg, head_dim).config();  // validated and normalized
+  if (!storable(c)) return std::nullopt;
+  KvFormat f;
+  f.element = c.bits == 8 ? KvElement::Q8 : KvElement::Q4;
+  f.head_dim = head_dim;
+  f.group_size = c.granularity == Granularity::PerGroup ? c.group_size : 0;
+  f.symmetric = c.symmetric;
+  f.quantizer = std::make_shared<GridKvQuantizer>(c);
+  return f;
+}
+
+std::string kv_storage_description(const QuantizerConfig& cfg, int64_t head_dim) {
+  const QuantizerConfig c = KvQuantHooks(cfg, head_dim).config();
+  std::string name = "kv" + std::to_string(c.bits);
+  if (c.granularity == Granularity::PerGroup) name += "g" + std::to_string(c.group_size);
+  if (auto f = stored_kv_format(cfg, head_dim)) return name + " (stored: " + f->name() + ")";
+  std::string why;
+  if (c.rounding == Rounding::Stochastic) why = "; stochastic rounding";
+  else if (c.scale_factor != 1.0 || c.zero_factor != 1.0) why = "; perturbed scale/zero";
+  return name + " (simulated: float cache" + why + ")";
+}
 
 }  // namespace qeval::quant

@@ -13,9 +13,21 @@
 // clipping, rounding and perturbation follow the config.
 // Each row depends only on its own values, so a sequence gets the same cache whether it is
 // prefilled at once or decoded token by token.
+//
+// Stored cache. Where a cache can hold the grid exactly — 8 or 4 bits, per (token, head) or groups
+// inside a head, symmetric or asymmetric, deterministic rounding (nearest, floor, ceil), no
+// perturbation of scale or zero — stored_kv_format() gives the engine a KvFormat (kv_cache.h) whose
+// quantizer is this same quantizer (params_from_range + quantize_code per group), and the engine
+// keeps codes, float32 scales and integer zeros instead of floats. Dequantizing gives the values
+// these hooks would have written, bit for bit, so results are identical and only memory changes.
+// Other grids (stochastic rounding, whose codes depend on an element index that differs between
+// prefill and decode; perturbed parameters; kv3, kv2, ...) keep the hooks over a float cache.
 #include <cstdint>
+#include <optional>
+#include <string>
 
 #include "qeval/engine/hooks.h"
+#include "qeval/engine/kv_cache.h"
 #include "qeval/quant/quantizer.h"
 #include "qeval/quant/spec.h"
 
@@ -42,5 +54,12 @@ class KvQuantHooks final : public ForwardHooks {
   int64_t head_dim_;
   KvQuantOptions opts_;
 };
+
+// The stored-cache format for this KV grid (normalized as KvQuantHooks does), or nullopt when a
+// stored cache cannot reproduce it (see above).
+std::optional<KvFormat> stored_kv_format(const QuantizerConfig& cfg, int64_t head_dim);
+// What holds the cache, for logs and reports: "kv4 (stored: q4 asym per token+head)",
+// "kv4g32 (stored: q4 sym g32)", "kv3 (simulated: float cache)".
+std::string kv_storage_description(const QuantizerConfig& cfg, int64_t head_dim);
 
 }  // namespace qeval::quant

@@ -1,0 +1,248 @@
+// AVX-512 VNNI integer-activation GEMV (int8_activation.h): vpdpbusd multiplies unsigned weight
+// codes by signed activation codes and adds groups of four products into int32 lanes, without
+// saturation (vpdpbusd, not vpdpbusds). 4-bit rows: 32 weight bytes (two 32-element chunks) are
+// spread to a 64-byte vector as [low nibbles of chunk k, high nibbles of chunk k, low, high of
+// chunk k+1], matching the activation's chunk order (even elements, then odd ones). Two output
+// rows share each activation load.
+#include <algorithm>
+#include <limits>
+
+#include "qeval/kernels/int8_activation.h"
+#include "qeval/kernels/int_kernels_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+// GCC 12's AVX-512 headers build "undefined" vectors by self-initialization; see kernels_avx512.cpp.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#define QEVAL_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2")))
+// The activation quantizer needs only AVX-512 F/BW (it runs wherever the float kernels' AVX-512 path does).
+#define QEVAL_AVX512_QUANT __attribute__((target("avx512f,avx512bw,avx512vl,avx2")))
+#define QEVAL_VNNI_INLINE inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512vnni,avx2")))
+
+namespace qeval::kernels::detail {
+namespace {
+
+QEVAL_VNNI_INLINE int32_t hsum256(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+QEVAL_VNNI_INLINE int32_t hsum512(__m512i v) {
+  return hsum256(_mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)));
+}
+
+// Masks of the first n bytes.
+QEVAL_VNNI_INLINE __mmask64 bytes_mask64(int64_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; }
+QEVAL_VNNI_INLINE __mmask16 bytes_mask16(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u); }
+
+// Sums of q_x * q_w over columns [c0, c1) of R 8-bit rows.
+template <int R>
+QEVAL_VNNI_INLINE void dot_int8(const uint8_t* const* row, const int8_t* xq, int64_t c0, int64_t c1, int32_t* out) {
+  __m512i acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+  int64_t c = c0;
+  for (; c + 64 <= c1; c += 64) {
+    const __m512i x = _mm512_loadu_si512(xq + c);
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_loadu_si512(row[r] + c), x);
+  }
+  if (c < c1) {  // weights past c1 read as 0 (the row, the group or the buffer ends there)
+    const __mmask64 k = bytes_mask64(c1 - c);
+    const __m512i x = _mm512_loadu_si512(xq + c);
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_maskz_loadu_epi8(k, row[r] + c), x);
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum512(acc[r]);
+}
+
+// Two whole chunks (32 bytes at p) as [lo k, hi k, lo k+1, hi k+1].
+QEVAL_VNNI_INLINE __m512i nibbles_pair(const uint8_t* p) {
+  const __m512i t = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  const __m512i v = _mm512_shuffle_i64x2(t, t, _MM_SHUFFLE(1, 1, 0, 0));
+  return _mm512_and_si512(_mm512_mask_blend_epi64(0xCC, v, _mm512_srli_epi16(v, 4)), _mm512_set1_epi8(0x0F));
+}
+// One chunk (up to 16 bytes at p, `avail` of them readable) as [lo, hi].
+QEVAL_VNNI_INLINE __m256i nibbles_one(const uint8_t* p, int64_t avail) {
+  const __m128i b = _mm_maskz_loadu_epi8(bytes_mask16(avail), p);
+  const __m128i low = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low), _mm_and_si128(b, low));
+}
+
+// Sums over 32-element chunks [k0, k1) of R 4-bit rows.
+template <int R>
+QEVAL_VNNI_INLINE void dot_int4(const uint8_t* const* row, int64_t row_bytes, const int8_t* xq, int64_t k0, int64_t k1,
+                                int32_t* out) {
+  __m512i acc[R];
+  __m256i acc1[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm512_setzero_si512();
+    acc1[r] = _mm256_setzero_si256();
+  }
+  int64_t k = k0;
+  const bool pairs = k0 + 2 <= k1 && 16 * (k0 + 2) <= row_bytes;  // g32 groups have none
+  for (; k + 2 <= k1 && 16 * (k + 2) <= row_bytes; k += 2) {
+    const __m512i x = _mm512_loadu_si512(xq + 32 * k);
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], nibbles_pair(row[r] + 16 * k), x);
+  }
+  for (; k < k1; ++k) {  // an odd chunk, or the row's partial last one (its missing codes are 0)
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * k));
+    for (int r = 0; r < R; ++r) acc1[r] = _mm256_dpbusd_epi32(acc1[r], nibbles_one(row[r] + 16 * k, row_bytes - 16 * k), x);
+  }
+  for (int r = 0; r < R; ++r) out[r] = (pairs ? hsum512(acc[r]) : 0) + hsum256(acc1[r]);
+}
+
+template <int R>
+QEVAL_VNNI_INLINE void rows_int(const PackedMatrix& m, int64_t r0, const int8_t* xq, const int32_t* gsum, float xs,
+                                float* y, int32_t* d) {
+  const int64_t n = m.cols, groups = int_group_count(m), gs = groups > 1 ? m.group_size : n;
+  const auto rb = static_cast<int64_t>(format_row_bytes(m.format, n));
+  const uint8_t* row[R];
+  for (int r = 0; r < R; ++r) row[r] = m.row(r0 + r);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t c0 = g * gs, c1 = std::min(n, c0 + gs);
+    int32_t dot[R];
+    if (m.format == Format::Int8) dot_int8<R>(row, xq, c0, c1, dot);
+    else dot_int4<R>(row, rb, xq, c0 / 32, (c1 + 31) / 32, dot);
+    for (int r = 0; r < R; ++r) d[r * groups + g] = dot[r];
+  }
+  for (int r = 0; r < R; ++r) y[r] = combine_groups(m, r0 + r, d + r * groups, gsum, groups, xs);
+}
+
+// 4-bit rows in the wide layout (int_kernels_internal.h): per 128-element chunk one 64-byte
+// load gives 64 low and 64 high nibbles (AND, shift + AND), and two vpdpbusd leave in each
+// int32 lane the exact sum over 8 elements of one group. With one group per row the lanes
+// accumulate in integers over the whole row (one reduction per row); otherwise each chunk's
+// lanes are converted (exact: |sum| <= 8 * 127 * 15) and scaled by their group's s_g into float
+// lanes, so no per-group horizontal sums are needed. Zero-points: symmetric grids subtract
+// 8 * (lane code sum) in integers (exact); asymmetric ones subtract z_g * (lane code sum) in
+// float. Error: one rounding per chunk and lane plus the final lane reduction, i.e. within
+// (n / 128 + 8) * u * M (+ u * sum |z_g * lane sums| * s_g for asymmetric grids), the form of the
+// bound in int8_activation.h.
+// Chunk k of R rows: the exact 8-element sums of every lane.
+template <int R>
+QEVAL_VNNI_INLINE void wide_chunk_dots(const uint8_t* const* row, int64_t rb, const int8_t* xp, int64_t k, __m512i* t) {
+  const __m512i low = _mm512_set1_epi8(0x0F);
+  const __m512i xlo = _mm512_loadu_si512(xp + 128 * k), xhi = _mm512_loadu_si512(xp + 128 * k + 64);
+  const bool whole = 64 * (k + 1) <= rb;
+  for (int r = 0; r < R; ++r) {
+    const __m512i v = whole ? _mm512_loadu_si512(row[r] + 64 * k) : _mm512_maskz_loadu_epi8(bytes_mask64(rb - 64 * k), row[r] + 64 * k);
+    const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+    t[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
+  }
+}
+
+template <int R>
+QEVAL_VNNI_INLINE void rows_int4_wide(const PackedMatrix& m, int64_t r0, const int8_t* xp, const int32_t* gsum,
+                                      float xs, float* y) {
+  const int64_t n = m.cols, chunks = (n + 127) / 128, groups = int_group_count(m);
+  const auto rb = static_cast<int64_t>(format_row_bytes(m.format, n));
+  const int32_t* lane_sums = reinterpret_cast<const int32_t*>(xp + 128 * chunks);
+  const uint8_t* row[R];
+  for (int r = 0; r < R; ++r) row[r] = m.row(r0 + r);
+  if (groups == 1) {
+    __m512i acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+    for (int64_t k = 0; k < chunks; ++k) {
+      __m512i t[R];
+      wide_chunk_dots<R>(row, rb, xp, k, t);
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_add_epi32(acc[r], t[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+      const int32_t dot = hsum512(acc[r]);
+      y[r] = combine_groups(m, r0 + r, &dot, gsum, 1, xs);
+    }
+    return;
+  }
+  const int64_t gs = m.group_size, stride = m.scale_row_stride;
+  // Lane -> group within the chunk's first group: 8 elements per lane.
+  const __m512i lane_group = gs == 32 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                                      : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const int64_t per_chunk = gs < 128 ? 128 / gs : 1;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < chunks; ++k) {
+    __m512i t[R];
+    wide_chunk_dots<R>(row, rb, xp, k, t);
+    const int64_t g0 = 128 * k / gs;
+    const __m512i ls = _mm512_loadu_si512(lane_sums + 16 * k);
+    const __mmask16 have = static_cast<__mmask16>((1u << std::min<int64_t>(per_chunk, groups - g0)) - 1u);
+    for (int r = 0; r < R; ++r) {
+      const float* sp = m.scales + (r0 + r) * stride + g0;
+      const __m512 sv = per_chunk == 1 ? _mm512_set1_ps(*sp) : _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, sp));
+      __m512 d;
+      if (m.zeros == nullptr) {
+        d = _mm512_cvtepi32_ps(_mm512_sub_epi32(t[r], _mm512_slli_epi32(ls, 3)));  // z = 8
+      } else {
+        const float* zp = m.zeros + (r0 + r) * stride + g0;
+        const __m512 zv = per_chunk == 1 ? _mm512_set1_ps(*zp) : _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, zp));
+        d = _mm512_fnmadd_ps(zv, _mm512_cvtepi32_ps(ls), _mm512_cvtepi32_ps(t[r]));
+      }
+      acc[r] = _mm512_fmadd_ps(d, sv, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r] = xs * _mm512_reduce_add_ps(acc[r]);
+}
+
+}  // namespace
+
+QEVAL_AVX512_QUANT float quantize_activation_row_avx512(const float* x, int64_t n, int bits, float clip, int8_t* codes) {
+  // quantize_activation_row's operations lane by lane. min/max: MINPS returns its second
+  // operand when the first is NaN, which is the scalar loop's "if (v < lo) lo = v".
+  __m512 lo = _mm512_set1_ps(std::numeric_limits<float>::infinity()), hi = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    lo = _mm512_mask_min_ps(lo, k, v, lo);
+    hi = _mm512_mask_max_ps(hi, k, v, hi);
+  }
+  float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi);
+  l = l < 0.0f ? l : 0.0f;
+  h = h > 0.0f ? h : 0.0f;
+  const int half = 1 << (bits - 1);
+  const float amax = clip * std::max(-l, h);
+  const float s = amax > 0.0f ? amax / static_cast<float>(half - 1) : 1.0f;
+  const __m512 sv = _mm512_set1_ps(s), zv = _mm512_set1_ps(static_cast<float>(half));
+  const __m512 top = _mm512_set1_ps(static_cast<float>((1 << bits) - 1)), one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    const __m512 t = _mm512_add_ps(_mm512_roundscale_ps(_mm512_div_ps(v, sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zv);
+    __m512 c = zv;                                                       // NaN: the code of 0
+    c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(t, one, _CMP_LT_OQ), one);
+    c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(t, one, _CMP_GE_OQ), t);
+    c = _mm512_mask_mov_ps(c, _mm512_cmp_ps_mask(t, top, _CMP_GE_OQ), top);
+    const __m512i q = _mm512_sub_epi32(_mm512_cvttps_epi32(c), _mm512_set1_epi32(half));
+    _mm_mask_storeu_epi8(codes + i, k, _mm512_cvtepi32_epi8(q));
+  }
+  return s;
+}
+
+QEVAL_VNNI void int_gemv_vnni(const PackedMatrix& m, const int8_t* xq, const int32_t* gsum, float xs, float* y,
+                              int64_t b, int64_t e) {
+  int64_t r = b;
+  if (vnni_int4_wide(m)) {
+    for (; r + 2 <= e; r += 2) rows_int4_wide<2>(m, r, xq, gsum, xs, y + (r - b));
+    for (; r < e; ++r) rows_int4_wide<1>(m, r, xq, gsum, xs, y + (r - b));
+    return;
+  }
+  int32_t* d = group_dots(2 * int_group_count(m));
+  for (; r + 2 <= e; r += 2) rows_int<2>(m, r, xq, gsum, xs, y + (r - b), d);
+  for (; r < e; ++r) rows_int<1>(m, r, xq, gsum, xs, y + (r - b), d);
+}
+
+}  // namespace qeval::kernels::detail
+
+#else
+
+namespace qeval::kernels::detail {
+void int_gemv_vnni(const PackedMatrix& m, const int8_t* xq, const int32_t* gsum, float xs, float* y, int64_t b, int64_t e) {
+  int_gemv_scalar(m, xq, gsum, xs, y, b, e);
+}
+float quantize_activation_row_avx512(const float*, int64_t, int, float, int8_t*) { return 0.0f; }  // never dispatched
+}  // namespace qeval::kernels::detail
+
+#endif
