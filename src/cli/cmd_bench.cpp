@@ -86,6 +86,7 @@ std::function<int()> setup(CLI::App& app) {
   app.add_option("--calib", a->bench.calib_file, "calibration text for --spec");
   app.add_option("--calib-samples", a->bench.calib_samples, "calibration windows (default 128)");
   app.add_option("--calib-seqlen", a->bench.calib_seqlen, "calibration window length (default 512)");
+  app.add_option("--calib-seed", a->bench.calib_seed, "calibration sampling seed (default 0)");
   app.add_option("-p,--prompt", a->prompts, "prompt lengths in tokens, comma-separated (default 512)")->delimiter(',');
   app.add_option("-n,--gen", a->bench.gen_tokens, "generated tokens per sequence (default 128)");
   app.add_option("-b,--batch", a->bench.batch_sizes, "batch sizes, comma-separated (default 1)")->delimiter(',');

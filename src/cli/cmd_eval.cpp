@@ -31,11 +31,8 @@
 #include "qeval/eval/task/evaluate.h"
 #include "qeval/eval/task/task.h"
 #include "qeval/io/model.h"
-#include "qeval/quant/act_quant.h"
 #include "qeval/quant/export.h"
-#include "qeval/quant/kv_quant.h"
 #include "qeval/quant/in_memory.h"
-#include "qeval/quant/pipeline.h"
 #include "qeval/serve/endpoint_model.h"
 #include "qeval/tokenizer/tokenizer.h"
 #include "qeval/util/atomic_file.h"
@@ -171,21 +168,16 @@ std::unique_ptr<EvaluatedModel> open_model(const std::string& path, const std::s
   m->engine = std::make_unique<Engine>(*m->model, EngineOptions{.threads = a.threads});
   m->cache_model = model_file_identity(path);
   m->cache_config = "engine ctx=" + std::to_string(m->engine->context_length());
-  // In-memory quantization, as in `qeval perplexity --spec`.
-  if (!spec_text.empty()) {
-    const quant::QuantSpec spec = quant::QuantSpec::parse(spec_text);
-    quant::Calibration calib;
-    if (!a.calib.empty()) {
-      calib = quant::load_calibration(
-          a.calib, *m->tok, {.samples = 128, .seqlen = 512, .seed = 0},
-          m->model->config.context_length > 0 ? m->model->config.context_length : m->engine->context_length());
-      m->cache_config += "; calib=" + model_file_identity(a.calib);
-    }
-    m->quantized = quant::quantize_in_memory(*m->engine, spec, calib, "eval");
-    m->cache_config += "; spec=" + spec.str();
-    const auto& r = m->quantized->result;
-    std::fprintf(stderr, "%s quantized in memory: %s, %zu linears, %.4f bits per weight\n", path.c_str(),
-                 spec.str().c_str(), r.linears.size(), r.bits_per_weight);
+  // In-memory quantization, as in `qeval perplexity --spec` (fixed calibration sampling; no single
+  // evaluated text to check the calibration against).
+  m->quantized = quant::quantize_for_command(*m->engine, *m->model, *m->tok, spec_text,
+                                             {a.calib, {.samples = 128, .seqlen = 512, .seed = 0}}, {}, "eval",
+                                             [&](const std::string& line) {
+                                               std::fprintf(stderr, "%s %s\n", path.c_str(), line.c_str());
+                                             });
+  if (m->quantized) {
+    if (!a.calib.empty()) m->cache_config += "; calib=" + model_file_identity(a.calib);
+    m->cache_config += "; spec=" + m->quantized->result.spec.str();
   }
   EvaluatedModel* raw = m.get();
   m->lm = std::make_unique<EngineLanguageModel>(

@@ -14,11 +14,8 @@
 #include "cli/command.h"
 #include "qeval/eval/kld.h"
 #include "qeval/io/model.h"
-#include "qeval/quant/act_quant.h"
 #include "qeval/quant/export.h"
-#include "qeval/quant/kv_quant.h"
 #include "qeval/quant/in_memory.h"
-#include "qeval/quant/pipeline.h"
 #include "qeval/tokenizer/tokenizer.h"
 #include "qeval/util/error.h"
 
@@ -86,18 +83,11 @@ int run(const KldArgs& a) {
   o2.context_length = std::max<int64_t>(a.ctx, model.config.context_length);
   Engine engine(model, o2);
   auto tok = load_tokenizer(ref_model ? *ref_model : model);
-  std::unique_ptr<quant::InMemoryQuantization> quantized;
-  if (!a.spec.empty()) {
-    const quant::QuantSpec spec = quant::QuantSpec::parse(a.spec);
-    const quant::Calibration calib = quant::load_calibration_for(
-        a.calib, *tok, {.samples = a.calib_samples, .seqlen = a.calib_seqlen, .seed = a.calib_seed},
-        model.config.context_length > 0 ? model.config.context_length : engine.context_length(), text);
-    quantized = quant::quantize_in_memory(engine, spec, calib, "kld");
-    const auto& qr = quantized->result;
-    if (!a.json)
-      std::fprintf(stderr, "kld: MODEL quantized in memory: %s, %zu linears, %.4f bits per weight\n", spec.str().c_str(),
-                   qr.linears.size(), qr.bits_per_weight);
-  }
+  const auto quantized = quant::quantize_for_command(
+      engine, model, *tok, a.spec, {a.calib, {.samples = a.calib_samples, .seqlen = a.calib_seqlen, .seed = a.calib_seed}},
+      text, "kld", [&](const std::string& line) {
+        if (!a.json) std::fprintf(stderr, "kld: MODEL %s\n", line.c_str());
+      });
   if (!a.json)
     o.progress = [](int64_t done, int64_t total) {
       std::fprintf(stderr, "\rkld: %lld/%lld chunks", static_cast<long long>(done), static_cast<long long>(total));

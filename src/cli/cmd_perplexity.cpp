@@ -11,11 +11,8 @@
 #include "cli/command.h"
 #include "qeval/engine/perplexity.h"
 #include "qeval/io/model.h"
-#include "qeval/quant/act_quant.h"
 #include "qeval/quant/export.h"
-#include "qeval/quant/kv_quant.h"
 #include "qeval/quant/in_memory.h"
-#include "qeval/quant/pipeline.h"
 #include "qeval/tokenizer/tokenizer.h"
 #include "qeval/util/error.h"
 
@@ -49,18 +46,12 @@ int run(const PerplexityArgs& a) {
   auto tok = load_tokenizer(model);
   Engine engine(model, {.threads = a.threads, .ggml_compat = a.ggml_compat, .kv_f16 = a.kv_f16,
                         .context_length = std::max<int64_t>(a.ctx, model.config.context_length)});
-  std::unique_ptr<quant::InMemoryQuantization> quantized;
-  if (!a.spec.empty()) {
-    const quant::QuantSpec spec = quant::QuantSpec::parse(a.spec);
-    const quant::Calibration calib = quant::load_calibration_for(
-        a.calib, *tok, {.samples = a.calib_samples, .seqlen = a.calib_seqlen, .seed = a.calib_seed},
-        model.config.context_length > 0 ? model.config.context_length : engine.context_length(), text);
-    quantized = quant::quantize_in_memory(engine, spec, calib, "perplexity");
-    const auto& r = quantized->result;
-    if (!a.json)
-      std::printf("quantized in memory: %s, %zu linears, %.4f bits per weight\n", spec.str().c_str(), r.linears.size(),
-                  r.bits_per_weight);
-  }
+  // In-memory quantization (its one-line summary on stdout, like the rest of the report).
+  const auto quantized = quant::quantize_for_command(
+      engine, model, *tok, a.spec, {a.calib, {.samples = a.calib_samples, .seqlen = a.calib_seqlen, .seed = a.calib_seed}},
+      text, "perplexity", [&](const std::string& line) {
+        if (!a.json) std::printf("%s\n", line.c_str());
+      });
   const std::string method(perplexity_method_name(o.method));
   if (!a.json) {
     std::printf("perplexity: method %s, ctx %lld, batch %lld\n", method.c_str(), static_cast<long long>(a.ctx),

@@ -76,6 +76,7 @@ TEST(PerfBench, Fp32ModelRunsAsFloat) {
 
   const nlohmann::json j = r.to_json();
   EXPECT_EQ(j["weights_execution"], "float");
+  EXPECT_EQ(j["kv_cache_format"], "f32");
   EXPECT_EQ(j["tests"].size(), 6u);
   EXPECT_EQ(j["tests"][0]["test"], "pp16");
   EXPECT_GT(j["tests"][0]["tokens_per_second"].get<double>(), 0.0);
@@ -139,6 +140,28 @@ TEST(PerfBench, SimulatedSpecIsNeverASpeedUp) {
     // What the kernels read stays 32 bits per weight: the stored size is not a speed claim.
     EXPECT_GT(r.executed_linear_bits_per_weight, 31.0);
   }
+}
+
+TEST(PerfBench, KvSpecReportsTheStoredCacheBytes) {
+  QEVAL_REQUIRE_SHARED(kStoriesF32);
+  BenchConfig c = tiny_config();
+  c.spec = "kv4";
+  const BenchResult r = run_bench(test::shared_path(kStoriesF32).string(), c);
+  EXPECT_EQ(r.kv_cache_format, "kv4 (stored: q4 asym per token+head)");
+  ASSERT_EQ(r.cases.size(), 2u);
+  // stories260K: 5 layers, 4 KV heads of head_dim 8. Per head and token, for K and for V: 8 4-bit
+  // codes (4 bytes) + a float32 scale + a one-byte zero = 9 bytes, instead of 8 floats (32 bytes).
+  for (const BenchCase& bc : r.cases) EXPECT_EQ(bc.kv_cache_bytes, bc.batch * 2 * 5 * 4 * (4 + 4 + 1) * 24) << bc.batch;
+  const nlohmann::json j = r.to_json();
+  EXPECT_EQ(j["kv_cache_format"], "kv4 (stored: q4 asym per token+head)");
+  EXPECT_EQ(j["cases"][1]["kv_cache_bytes"], 2 * 2 * 5 * 4 * 9 * 24);
+  EXPECT_NE(format_bench_table(r).find("KV cache: kv4 (stored: q4 asym per token+head)"), std::string::npos);
+
+  c.spec = "kv3";  // no stored form: a float cache behind the simulation hooks
+  c.batch_sizes = {1};
+  const BenchResult sim = run_bench(test::shared_path(kStoriesF32).string(), c);
+  EXPECT_EQ(sim.kv_cache_format, "kv3 (simulated: float cache)");
+  EXPECT_EQ(sim.cases[0].kv_cache_bytes, 2 * 5 * 32 * 24 * 4);
 }
 
 TEST(PerfBench, ClassifiesExecution) {

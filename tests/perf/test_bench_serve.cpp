@@ -1,79 +1,26 @@
 // `qeval bench --endpoint` against QEval's own `qeval serve` on loopback.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
-#include <cstdio>
-#include <fcntl.h>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
-#include <regex>
-#include <thread>
+#include <string>
 
+#include "support/server_process.h"
 #include "test_support.h"
-
-extern char** environ;
 
 namespace qeval::perf {
 namespace {
 
 const char* const kStoriesF32 = "models/stories260K-gguf/stories260K-F32.gguf";
 
-// A child `qeval serve` on 127.0.0.1 with a free port; stopped with SIGTERM at the end.
-class ServeProcess {
- public:
-  ServeProcess(const std::string& model, const std::string& log) {
-    const std::string exe = QEVAL_EXE;
-    std::vector<std::string> args{exe, "serve", model, "--port", "0", "--name", "stories", "--threads", "1"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    if (posix_spawn(&pid_, exe.c_str(), &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    const std::regex listening("listening on (http://[0-9.]+:[0-9]+)");
-    for (int i = 0; i < 600 && pid_ > 0; ++i) {  // up to 60 s on a loaded machine
-      std::smatch m;
-      const std::string text = test::read_text(log);
-      if (std::regex_search(text, m, listening)) {
-        url_ = m[1];
-        break;
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ~ServeProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-    }
-  }
-  int pid() const { return pid_; }
-  const std::string& url() const { return url_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string url_;
-};
-
 TEST(PerfBenchServe, EndpointBenchAgainstQevalServe) {
   QEVAL_REQUIRE_SHARED(kStoriesF32);
   if (std::system((std::string(QEVAL_EXE) + " serve --help >/dev/null 2>&1").c_str()) != 0)
     GTEST_SKIP() << "this build has no `qeval serve`";
   test::TempDir dir;
-  ServeProcess serve(test::shared_path(kStoriesF32).string(), dir.file("serve.log"));
-  ASSERT_FALSE(serve.url().empty()) << "qeval serve did not start: " << test::read_text(dir.file("serve.log"));
+  test::ServerProcess serve(test::shared_path(kStoriesF32).string(), {"--name", "stories", "--threads", "1"},
+                            dir.file("serve.log"));
+  ASSERT_NE(serve.port(), 0) << "qeval serve did not start: " << serve.error() << "\n" << serve.log();
   const std::string json_path = dir.file("endpoint.json");
   const std::string cmd = std::string(QEVAL_EXE) + " bench --endpoint " + serve.url() + " --model stories --pid " +
                           std::to_string(serve.pid()) + " --concurrency 1,2 --requests 3 --duration 60 --prompt 8 --gen 6 --json " +

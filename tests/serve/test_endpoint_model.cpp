@@ -15,7 +15,7 @@
 #include "qeval/serve/endpoint_model.h"
 #include "qeval/tokenizer/tokenizer.h"
 #include "qeval/util/error.h"
-#include "server_process.h"
+#include "support/server_process.h"
 #include "test_support.h"
 
 namespace qeval {

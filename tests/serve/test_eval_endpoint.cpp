@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "serve/server_process.h"
+#include "support/server_process.h"
 #include "test_support.h"
 
 namespace qeval {

@@ -16,7 +16,7 @@
 #include "qeval/quant/spec.h"
 #include "qeval/serve/http_client.h"
 #include "qeval/tokenizer/tokenizer.h"
-#include "server_process.h"
+#include "support/server_process.h"
 #include "test_support.h"
 
 namespace qeval {

@@ -42,25 +42,34 @@ struct RepTiming {
 
 RepTiming run_once(Engine& engine, std::vector<KVCache>& caches, const std::vector<std::vector<TokenId>>& prompts,
                    int64_t gen_tokens) {
+  // Every sequence of the batch goes through one batched forward pass per step (prefill: all
+  // prompts together; decode: one new token per sequence), as a batching server runs them.
   const size_t batch = caches.size();
+  const int64_t vocab = engine.vocab_size();
+  std::vector<KVCache*> cache_ptrs(batch);
+  std::vector<std::span<const TokenId>> step(batch);
   std::vector<TokenId> next(batch);
-  for (KVCache& c : caches) c.clear();
+  for (size_t b = 0; b < batch; ++b) {
+    caches[b].clear();
+    cache_ptrs[b] = &caches[b];
+    step[b] = prompts[b];
+  }
+  auto pick_next = [&](std::span<const float> logits) {
+    for (size_t b = 0; b < batch; ++b) {
+      next[b] = greedy(logits.subspan(b * static_cast<size_t>(vocab), static_cast<size_t>(vocab)));
+      step[b] = {&next[b], 1};
+    }
+  };
   RepTiming r;
   const Clock::time_point start = Clock::now();
-  double prefill = 0;
-  for (size_t b = 0; b < batch; ++b) {
-    const Clock::time_point t = Clock::now();
-    std::span<const float> logits = engine.append(caches[b], prompts[b]);
-    prefill += seconds_between(t, Clock::now());
-    next[b] = greedy(logits);
-  }
+  pick_next(engine.append_batch(cache_ptrs, step));
   const Clock::time_point first = Clock::now();
-  r.prefill_s = prefill;
-  r.ttft_s = seconds_between(start, first);
+  r.prefill_s = seconds_between(start, first);
+  r.ttft_s = r.prefill_s;
   r.itl_s.reserve(static_cast<size_t>(gen_tokens - 1));
   Clock::time_point prev = first;
-  for (int64_t step = 1; step < gen_tokens; ++step) {
-    for (size_t b = 0; b < batch; ++b) next[b] = greedy(engine.append(caches[b], {&next[b], 1}));
+  for (int64_t i = 1; i < gen_tokens; ++i) {
+    pick_next(engine.append_batch(cache_ptrs, step));
     const Clock::time_point t = Clock::now();
     r.itl_s.push_back(seconds_between(prev, t));
     prev = t;
@@ -161,6 +170,7 @@ nlohmann::json BenchResult::to_json() const {
   for (const LinearKernel& k : kernels)
     ks.push_back({{"name", k.name}, {"kernel", k.kernel}, {"source_type", k.source_type}, {"execution", k.execution}});
   j["kernels"] = ks;
+  j["kv_cache_format"] = kv_cache_format;
   j["batch_mode"] = batch_mode;
   j["threads"] = threads;
   j["config"] = {{"prompt_lengths", config.prompt_lengths}, {"gen_tokens", config.gen_tokens},
@@ -216,11 +226,15 @@ BenchResult run_bench(const std::string& model_path, const BenchConfig& config,
   if (spec.family != quant::Family::Fp32) {
     say("bench: quantizing in memory with " + res.spec);
     auto tok = load_tokenizer(model);
-    const quant::Calibration calib = quant::load_calibration_for(
-        config.calib_file, *tok, {.samples = config.calib_samples, .seqlen = config.calib_seqlen, .seed = config.calib_seed},
-        model.config.context_length > 0 ? model.config.context_length : engine.context_length(), "");
-    quantized = quant::quantize_in_memory(engine, spec, calib, "bench");  // installs its run-time hooks
+    // Installs its run-time hooks (and the KV cache format) on the engine; random prompts: no
+    // evaluated text to check the calibration against.
+    quantized = quant::quantize_for_command(
+        engine, model, *tok, res.spec,
+        {config.calib_file, {.samples = config.calib_samples, .seqlen = config.calib_seqlen, .seed = config.calib_seed}}, {},
+        "bench", [&](const std::string& line) { say("bench: " + line); });
   }
+  res.kv_cache_format = quantized ? quantized->kv_storage : engine.kv_format().name();
+  if (config.kv_f16 && !engine.kv_format().quantized()) res.kv_cache_format += " (values rounded to f16, stored as f32)";
   res.load_seconds = seconds_between(load_start, Clock::now());
   res.threads = engine.threads();
 
@@ -271,9 +285,9 @@ BenchResult run_bench(const std::string& model_path, const BenchConfig& config,
     if (!res.kernel_summary.empty()) res.kernel_summary += ", ";
     res.kernel_summary += fmt::format("{} x{}", kernel, n);
   }
-  res.batch_mode = "interleaved: B sequences advance in lock-step, one Engine::append per sequence per step";
-  say(fmt::format("bench: {} ({}), {} threads, weights: {} [{}]", res.model_name, res.spec, res.threads,
-                  res.weights_execution, res.kernel_summary));
+  res.batch_mode = "batched: one forward pass per step for all B sequences (Engine::append_batch; prefill of all prompts together)";
+  say(fmt::format("bench: {} ({}), {} threads, weights: {} [{}], KV cache: {}", res.model_name, res.spec, res.threads,
+                  res.weights_execution, res.kernel_summary, res.kv_cache_format));
 
   const EnergyMeter energy;
   if (!energy.available()) say("bench: energy not available: " + energy.unavailable_reason());
@@ -295,8 +309,7 @@ BenchResult run_bench(const std::string& model_path, const BenchConfig& config,
       std::vector<KVCache> caches;
       caches.reserve(static_cast<size_t>(B));
       for (int64_t b = 0; b < B; ++b) caches.push_back(engine.new_cache(P + config.gen_tokens));
-      c.kv_cache_bytes = B * 2 * engine.config().n_layers * engine.config().kv_dim() * (P + config.gen_tokens) *
-                         static_cast<int64_t>(sizeof(float));
+      c.kv_cache_bytes = B * engine.kv_cache_bytes(P + config.gen_tokens);  // in the engine's cache format
       for (int w = 0; w < config.warmup; ++w) {
         say(fmt::format("bench: {} warm-up {}/{}", c.total_name(), w + 1, config.warmup));
         run_once(engine, caches, prompts, config.gen_tokens);
@@ -355,9 +368,10 @@ std::string format_bench_table(const BenchResult& r) {
     row(c.total_name(), c.total_tokens_per_second);
   }
   out += fmt::format(
-      "\nweights: {}; {:.2f} bits per weight ({}); linears {:.2f} bits per weight stored, {:.2f} as the kernels read them\n",
+      "\nweights: {}; {:.2f} bits per weight ({}); linears {:.2f} bits per weight stored, {:.2f} as the kernels read them; "
+      "KV cache: {}\n",
       r.weights_execution, r.bits_per_weight, r.bits_from_spec ? "spec effective bits" : "file tensor bytes",
-      r.linear_bits_per_weight, r.executed_linear_bits_per_weight);
+      r.linear_bits_per_weight, r.executed_linear_bits_per_weight, r.kv_cache_format);
   out += "\n| test | TTFT ms | TPOT ms | ITL p50 / p90 / p99 ms | KV cache | peak RSS | CPU util | energy |\n"
          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n";
   for (const BenchCase& c : r.cases) {

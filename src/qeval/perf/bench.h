@@ -10,10 +10,10 @@
 // end-to-end tokens/s. Reported: median and spread over repetitions; ITL percentiles over all
 // steps of all measured repetitions.
 //
-// Batch B > 1: the engine has no multi-cache forward in its public API (Engine::append takes
-// one KV cache), so the B sequences advance in lock-step, one append per sequence per step:
-// the figures are those of B interleaved streams on one engine, not of a fused batched
-// matmul; "batch_mode" in the JSON says so.
+// Batch B > 1: the B sequences go through one batched forward pass per step
+// (Engine::append_batch): prefill of all B prompts together, then one new token per sequence
+// per step, so each weight matrix is read once per step for the whole batch, as a batching
+// server runs them. "batch_mode" in the JSON says so.
 //
 // Honesty about quantization: each result lists, per linear layer, the kernel that ran
 // (LinearWeights::format()) and classifies the run ("weights_execution"): "float" (float
@@ -62,7 +62,8 @@ struct BenchCase {
   Summary itl_seconds;                // pooled over steps and repetitions (p50 / p90 / p99)
   Summary decode_seconds, decode_tokens_per_second;
   Summary total_seconds, total_tokens_per_second;  // B * (P + gen) / (prefill + decode)
-  int64_t kv_cache_bytes = 0;         // all B caches (float K and V for P + gen positions)
+  int64_t kv_cache_bytes = 0;         // all B caches for P + gen positions, in the engine's format
+                                      // (Engine::kv_cache_bytes: floats, or codes + scales + zeros)
   ResourceUsage resources;            // measured repetitions only
   nlohmann::json energy;              // energy_json() over the measured repetitions
   // llama-bench style names: "pp512", "tg128", "pp512+tg128" (suffix "@b4" for B > 1).
@@ -93,6 +94,7 @@ struct BenchResult {
   std::string weights_execution;
   std::vector<LinearKernel> kernels;  // forward order
   std::string kernel_summary;   // "dense-f32 x155" etc.
+  std::string kv_cache_format = "f32";  // kv_storage_description(): "kv4 (stored: q4 asym per token+head)"
   std::string batch_mode;
   int threads = 0;
   BenchConfig config;

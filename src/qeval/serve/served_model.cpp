@@ -87,11 +87,10 @@ ServedModel::ServedModel(const std::string& path, const ServedModelOptions& o) {
   if (o.context < 0) throw Error("--ctx: must be >= 0");
   engine_ = std::make_unique<Engine>(*model_, EngineOptions{.threads = o.threads, .context_length = o.context});
   if (!o.spec.empty()) {
-    const quant::QuantSpec spec = quant::QuantSpec::parse(o.spec);
-    const quant::Calibration calib = quant::load_calibration_for(
-        o.calib, *tok_, {.samples = 128, .seqlen = 512, .seed = 0},
-        model_->config.context_length > 0 ? model_->config.context_length : engine_->context_length(), {});
-    quantized_ = quant::quantize_in_memory(*engine_, spec, calib, "serve");
+    quantized_ = quant::quantize_for_command(*engine_, *model_, *tok_, o.spec, {o.calib, {.samples = 128, .seqlen = 512, .seed = 0}},
+                                             {}, "serve", [](const std::string& line) {
+                                               std::fprintf(stderr, "serve: %s\n", line.c_str());
+                                             });
   } else if (!o.calib.empty()) {
     throw Error("--calib: only meaningful with --spec");
   }
