@@ -61,7 +61,7 @@ class PackedLinearWeights final : public LinearWeights {
 // packs its operands per call and only pays off for many rows (prefill). Dense float32 weights
 // keep the row-at-a-time dot products up to kMaxDenseDotRows.
 constexpr int64_t kMaxGemvRows = 8;
-constexpr int64_t kMaxDenseDotRows = 16;
+constexpr int64_t kMaxDenseDotRows = 8;
 // Weight rows per cached block of the multi-row GEMV (a few KiB to tens of KiB of weights).
 constexpr int64_t kGemvBlockRows = 16;
 // Floats in one thread's dequantized weight tile (1 MiB): large enough for sgemm to run near

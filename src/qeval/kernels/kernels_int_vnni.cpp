@@ -49,7 +49,10 @@ QEVAL_VNNI_INLINE void dot_int8(const uint8_t* const* row, const int8_t* xq, int
   int64_t c = c0;
   for (; c + 64 <= c1; c += 64) {
     const __m512i x = _mm512_loadu_si512(xq + c);
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_loadu_si512(row[r] + c), x);
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(row[r] + c + R * (c1 - c0)), _MM_HINT_T0);  // see wide_chunk_dots
+      acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_loadu_si512(row[r] + c), x);
+    }
   }
   if (c < c1) {  // weights past c1 read as 0 (the row, the group or the buffer ends there)
     const __mmask64 k = bytes_mask64(c1 - c);
@@ -129,6 +132,9 @@ QEVAL_VNNI_INLINE void wide_chunk_dots(const uint8_t* const* row, int64_t rb, co
   const __m512i xlo = _mm512_loadu_si512(xp + 128 * k), xhi = _mm512_loadu_si512(xp + 128 * k + 64);
   const bool whole = 64 * (k + 1) <= rb;
   for (int r = 0; r < R; ++r) {
+    // Weights stream from memory once per token: ask for the bytes R rows ahead (the next rows
+    // of this thread's range) so that the loads overlap the integer work.
+    _mm_prefetch(reinterpret_cast<const char*>(row[r] + 64 * k + R * rb), _MM_HINT_T0);
     const __m512i v = whole ? _mm512_loadu_si512(row[r] + 64 * k) : _mm512_maskz_loadu_epi8(bytes_mask64(rb - 64 * k), row[r] + 64 * k);
     const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
     t[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
