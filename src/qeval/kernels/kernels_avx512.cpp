@@ -236,7 +236,6 @@ QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, c
     for (int64_t c = c128; c < cf; c += 32) {
       const __m512 xe = _mm512_loadu_ps(xp + c), xo = _mm512_loadu_ps(xp + c + 16);
       for (int r = 0; r < R; ++r) {
-        if ((c & 127) == 0) prefetch_ahead<R>(row[r] + c / 2, m.row_bytes);
         const __m512i v = bytes16(row[r] + c / 2);
         acc[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, lut[r]), xe, acc[r][0]);
         acc[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]), xo, acc[r][1]);
