@@ -42,4 +42,12 @@ void write_bytes(const std::filesystem::path& p, const std::string& bytes) {
   out << bytes;
 }
 
+std::vector<float> random_normal(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
 }  // namespace qeval::test

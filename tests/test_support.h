@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace qeval::test {
 
@@ -27,6 +29,8 @@ class TempDir {
 
 std::string read_text(const std::filesystem::path& p);
 void write_bytes(const std::filesystem::path& p, const std::string& bytes);
+// n standard-normal floats from std::mt19937(seed).
+std::vector<float> random_normal(size_t n, uint32_t seed);
 
 }  // namespace qeval::test
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kv_test_quantizer.h"
+#include "test_support.h"
 #include "qeval/engine/engine.h"
 #include "qeval/engine/kv_attention.h"
 #include "qeval/engine/thread_pool.h"
@@ -19,13 +20,7 @@ namespace {
 
 using test::minmax_format;
 
-std::vector<float> randn(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+std::vector<float> randn(size_t n, uint32_t seed) { return test::random_normal(n, seed); }
 
 // Every position of every plane, read back head by head: [layer][k|v][pos][kv_dim].
 std::vector<float> read_all(const KVCache& c, int64_t head_dim) {

@@ -15,6 +15,7 @@
 
 #include "qeval/kernels/int8_activation.h"
 #include "qeval/kernels/int_kernels_internal.h"
+#include "random_codes.h"
 
 namespace qeval::kernels {
 namespace {
@@ -45,24 +46,11 @@ IntFixture make_fixture(Format f, int64_t rows, int64_t cols, int64_t group, boo
   fx.label = std::string(format_name(f)) + " " + std::to_string(rows) + "x" + std::to_string(cols) + " g" +
              std::to_string(group) + (asym ? " asym" : " sym") + (fractional ? " fractional zeros" : "");
   const size_t rb = format_row_bytes(f, cols);
-  fx.bytes.assign(rb * static_cast<size_t>(rows), 0);
-  std::vector<int> codes(static_cast<size_t>(rows * cols));
-  std::uniform_int_distribution<int> code(asym ? 0 : 1, (1 << bits) - 1);
-  for (auto& c : codes) c = code(rng);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      const int q = codes[static_cast<size_t>(r * cols + c)];
-      uint8_t* row = fx.bytes.data() + rb * static_cast<size_t>(r);
-      if (bits == 8) row[c] = static_cast<uint8_t>(q);
-      else row[c / 2] |= static_cast<uint8_t>(q << ((c & 1) * 4));
-    }
-  const int64_t ngroups = per_tensor ? 1 : rows * gpr;
-  std::uniform_real_distribution<float> su(0.001f, 0.05f);
-  std::uniform_int_distribution<int> zu(0, (1 << bits) - 1);
-  for (int64_t g = 0; g < ngroups; ++g) {
-    fx.scales.push_back(su(rng));
-    if (asym) fx.zeros.push_back(static_cast<float>(zu(rng)) + (fractional && g % 3 == 0 ? 0.37f : 0.0f));
-  }
+  test::RandomCodes rc = test::random_codes(f, rows, cols, group, asym, fractional, rng);
+  fx.bytes = std::move(rc.bytes);
+  fx.scales = std::move(rc.scales);
+  fx.zeros = std::move(rc.zeros);
+  const std::vector<int>& codes = rc.codes;
   fx.codes = codes;
   fx.m.format = f;
   fx.m.rows = rows;

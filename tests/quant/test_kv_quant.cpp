@@ -21,13 +21,7 @@ namespace {
 constexpr const char* kModel = "models/stories260K-gguf/stories260K-F32.gguf";
 constexpr const char* kText = "data/tinystories/tinystories_eval.txt";
 
-std::vector<float> randn(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+std::vector<float> randn(size_t n, uint32_t seed) { return test::random_normal(n, seed); }
 
 TEST(KvQuant, GroupsStayInsideHeads) {
   const int64_t tokens = 5, hd = 16, heads = 3, kvd = hd * heads;

@@ -32,13 +32,7 @@ const QuantizerConfig& kv_of(const std::string& spec) {
   return *keep.back()->kv;
 }
 
-std::vector<float> randn(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+std::vector<float> randn(size_t n, uint32_t seed) { return test::random_normal(n, seed); }
 
 TEST(KvStoredCache, WhichGridsAreStored) {
   const int64_t hd = 64;
