@@ -44,4 +44,20 @@ inline RandomCodes random_codes(Format f, int64_t rows, int64_t cols, int64_t gr
   return rc;
 }
 
+// The PackedMatrix over stored codes (no outliers): group 0 per channel, group < 0 per tensor.
+inline PackedMatrix int_matrix(Format f, int64_t rows, int64_t cols, int64_t group, const std::vector<uint8_t>& bytes,
+                               const std::vector<float>& scales, const std::vector<float>& zeros) {
+  PackedMatrix m;
+  m.format = f;
+  m.rows = rows;
+  m.cols = cols;
+  m.data = bytes.data();
+  m.row_bytes = format_row_bytes(f, cols);
+  m.group_size = group <= 0 ? cols : group;
+  m.scale_row_stride = group < 0 ? 0 : (cols + m.group_size - 1) / m.group_size;
+  m.scales = scales.data();
+  m.zeros = zeros.empty() ? nullptr : zeros.data();
+  return m;
+}
+
 }  // namespace qeval::kernels::test

@@ -45,22 +45,13 @@ IntFixture make_fixture(Format f, int64_t rows, int64_t cols, int64_t group, boo
   const int64_t gpr = per_tensor ? 0 : (cols + gs - 1) / gs;
   fx.label = std::string(format_name(f)) + " " + std::to_string(rows) + "x" + std::to_string(cols) + " g" +
              std::to_string(group) + (asym ? " asym" : " sym") + (fractional ? " fractional zeros" : "");
-  const size_t rb = format_row_bytes(f, cols);
   test::RandomCodes rc = test::random_codes(f, rows, cols, group, asym, fractional, rng);
   fx.bytes = std::move(rc.bytes);
   fx.scales = std::move(rc.scales);
   fx.zeros = std::move(rc.zeros);
   const std::vector<int>& codes = rc.codes;
   fx.codes = codes;
-  fx.m.format = f;
-  fx.m.rows = rows;
-  fx.m.cols = cols;
-  fx.m.data = fx.bytes.data();
-  fx.m.row_bytes = rb;
-  fx.m.group_size = gs;
-  fx.m.scale_row_stride = gpr;
-  fx.m.scales = fx.scales.data();
-  fx.m.zeros = asym ? fx.zeros.data() : nullptr;
+  fx.m = test::int_matrix(f, rows, cols, group, fx.bytes, fx.scales, fx.zeros);
   fx.ref.resize(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) {

@@ -116,7 +116,6 @@ Fixture make_int(Format f, int64_t rows, int64_t cols, int64_t group, bool asym,
   const int64_t gpr = per_tensor ? 0 : (cols + gs - 1) / gs;
   fx.label = std::string(format_name(f)) + " " + std::to_string(rows) + "x" + std::to_string(cols) + " g" +
              std::to_string(group) + (asym ? " asym" : " sym") + " outliers " + std::to_string(outliers_per_row);
-  const size_t rb = format_row_bytes(f, cols);
   test::RandomCodes rc = test::random_codes(f, rows, cols, group, asym, /*fractional_zeros=*/true, rng);  // perturbed zeros too
   fx.bytes = std::move(rc.bytes);
   fx.scales = std::move(rc.scales);
@@ -133,15 +132,7 @@ Fixture make_int(Format f, int64_t rows, int64_t cols, int64_t group, bool asym,
       fx.row_ptr.push_back(static_cast<int64_t>(fx.ocols.size()));
     }
   }
-  fx.m.format = f;
-  fx.m.rows = rows;
-  fx.m.cols = cols;
-  fx.m.data = fx.bytes.data();
-  fx.m.row_bytes = rb;
-  fx.m.group_size = gs;
-  fx.m.scale_row_stride = gpr;
-  fx.m.scales = fx.scales.data();
-  fx.m.zeros = asym ? fx.zeros.data() : nullptr;
+  fx.m = test::int_matrix(f, rows, cols, group, fx.bytes, fx.scales, fx.zeros);
   if (outliers_per_row > 0) {
     fx.m.outlier_row_ptr = fx.row_ptr.data();
     fx.m.outlier_cols = fx.ocols.data();
