@@ -69,15 +69,22 @@ QEVAL_AVX512_INLINE __m512 q8_weights(const uint8_t* p, __m512 d) {
   return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))), d);
 }
 
+// R output rows processed together: their row pointers and two zeroed accumulators each.
+template <int R>
+QEVAL_AVX512_INLINE void start_rows(const PackedMatrix& m, int64_t r0, const uint8_t** row, __m512 (*acc)[2]) {
+  for (int r = 0; r < R; ++r) {
+    row[r] = m.row(r0 + r);
+    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  }
+}
+QEVAL_AVX512_INLINE float row_total(const __m512* acc) { return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])); }
+
 template <int R>
 QEVAL_AVX512 void rows_f16(const PackedMatrix& m, int64_t r0, const float* x, float* y) {
   const int64_t n = m.cols;
   const uint8_t* row[R];
   __m512 acc[R][2];
-  for (int r = 0; r < R; ++r) {
-    row[r] = m.row(r0 + r);
-    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  }
+  start_rows<R>(m, r0, row, acc);
   int64_t c = 0;
   for (; c + 32 <= n; c += 32) {
     const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
@@ -93,17 +100,14 @@ QEVAL_AVX512 void rows_f16(const PackedMatrix& m, int64_t r0, const float* x, fl
     for (int r = 0; r < R; ++r)
       acc[r][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, row[r] + 2 * c)), xv, acc[r][0]);
   }
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
 }
 
 template <int R>
 QEVAL_AVX512 void rows_q8_0(const PackedMatrix& m, int64_t r0, const float* x, float* y) {
   const uint8_t* row[R];
   __m512 acc[R][2];
-  for (int r = 0; r < R; ++r) {
-    row[r] = m.row(r0 + r);
-    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  }
+  start_rows<R>(m, r0, row, acc);
   for (int64_t b = 0; b < m.cols / 32; ++b) {
     const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
     for (int r = 0; r < R; ++r) {
@@ -114,7 +118,7 @@ QEVAL_AVX512 void rows_q8_0(const PackedMatrix& m, int64_t r0, const float* x, f
       acc[r][1] = _mm512_fmadd_ps(q8_weights(blk + 18, d), x1, acc[r][1]);
     }
   }
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
 }
 
 template <int R>
@@ -123,10 +127,7 @@ QEVAL_AVX512 void rows_q4(const PackedMatrix& m, int64_t r0, const float* x, flo
   const size_t qoff = bb - 16;
   const uint8_t* row[R];
   __m512 acc[R][2];
-  for (int r = 0; r < R; ++r) {
-    row[r] = m.row(r0 + r);
-    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  }
+  start_rows<R>(m, r0, row, acc);
   for (int64_t b = 0; b < m.cols / 32; ++b) {
     const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
     for (int r = 0; r < R; ++r) {
@@ -138,7 +139,7 @@ QEVAL_AVX512 void rows_q4(const PackedMatrix& m, int64_t r0, const float* x, flo
       acc[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut), x1, acc[r][1]);
     }
   }
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
 }
 
 // Int8: the group's scale is applied once per group, not per weight: each group accumulates
@@ -151,10 +152,7 @@ QEVAL_AVX512 void rows_int8(const PackedMatrix& m, int64_t r0, const float* x, f
   const int64_t ng = m.scale_row_stride ? m.scale_row_stride : 1;
   const uint8_t* row[R];
   __m512 acc[R][2];
-  for (int r = 0; r < R; ++r) {
-    row[r] = m.row(r0 + r);
-    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  }
+  start_rows<R>(m, r0, row, acc);
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t c0 = g * gs, c1 = std::min(n, c0 + gs);
     __m512 z[R], gacc[R][2];
@@ -185,7 +183,7 @@ QEVAL_AVX512 void rows_int8(const PackedMatrix& m, int64_t r0, const float* x, f
       acc[r][1] = _mm512_fmadd_ps(s, gacc[r][1], acc[r][1]);
     }
   }
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
 }
 
 // Nibble K of every 32-bit word of a 128-code chunk, for R rows (immediate shift counts).
@@ -205,12 +203,8 @@ QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, c
   const int64_t ng = m.scale_row_stride ? m.scale_row_stride : 1;
   const uint8_t* row[R];
   __m512 acc[R][2];
-  float tail[R];
-  for (int r = 0; r < R; ++r) {
-    row[r] = m.row(r0 + r);
-    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    tail[r] = 0.0f;
-  }
+  float tail[R] = {};
+  start_rows<R>(m, r0, row, acc);
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t c0 = g * gs, c1 = std::min(n, c0 + gs);
     const int64_t c128 = c0 + (c1 - c0) / 128 * 128, cf = c128 + (c1 - c128) / 32 * 32;
@@ -244,7 +238,7 @@ QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, c
     for (int64_t c = cf; c < c1; ++c)
       for (int r = 0; r < R; ++r) tail[r] += x[c] * weight_at(m, r0 + r, c);
   }
-  for (int r = 0; r < R; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + tail[r];
+  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]) + tail[r];
 }
 
 template <int R>
