@@ -72,6 +72,22 @@ class EventStream {
   bool send(const json& j) { return write("data: " + dump_json(j) + "\n\n"); }
   bool done() { return write("data: [DONE]\n\n"); }
   bool ok() const { return ok_; }
+  // Runs the body of a streamed response: an error becomes an OpenAI-style error event, and the
+  // stream always ends with [DONE]. The body returns false when the client is gone (then
+  // nothing more is written). Returns whether the stream is still healthy.
+  template <typename Body>
+  bool run(Body&& body) {
+    try {
+      if (!body()) return false;
+    } catch (const ApiError& e) {
+      send(error_body(e));
+    } catch (const std::exception& e) {
+      send(error_body(ApiError(500, e.what(), "server_error")));
+    }
+    done();
+    sink_.done();
+    return ok();
+  }
 
  private:
   bool write(const std::string& s) {
@@ -215,6 +231,12 @@ struct OpenAIServer::Impl {
   }
   static json usage(int64_t prompt, int64_t completion) {
     return json{{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+  }
+  // The last chunk of a stream with stream_options.include_usage: no choices, the token counts.
+  static void send_usage(EventStream& events, json chunk, int64_t prompt, int64_t completion) {
+    chunk["choices"] = json::array();
+    chunk["usage"] = usage(prompt, completion);
+    events.send(chunk);
   }
 };
 
@@ -388,7 +410,7 @@ void OpenAIServer::Impl::completions(const httplib::Request& req, httplib::Respo
       "text/event-stream", [this, admission, request, prompts, id, remote, remote_port, local_port,
                             prompt_tokens](size_t, httplib::DataSink& sink) {
         EventStream events(sink);
-        try {
+        return events.run([&] {
           ConnectionWatch watch(remote, remote_port, local_port);
           auto lease = model.acquire();
           int64_t completion_tokens = 0;
@@ -396,20 +418,9 @@ void OpenAIServer::Impl::completions(const httplib::Request& req, httplib::Respo
           for (size_t i = 0; i < prompts->size() && !cancelled; ++i)
             complete_one(*lease, *request, (*prompts)[i], i, id, watch, &events, completion_tokens, cancelled);
           if (cancelled && !events.ok()) return false;
-          if (request->include_usage) {
-            json u = completion_chunk(id, 0, "", nullptr, nullptr);
-            u["choices"] = json::array();
-            u["usage"] = usage(prompt_tokens, completion_tokens);
-            events.send(u);
-          }
-        } catch (const ApiError& e) {
-          events.send(error_body(e));
-        } catch (const std::exception& e) {
-          events.send(error_body(ApiError(500, e.what(), "server_error")));
-        }
-        events.done();
-        sink.done();
-        return events.ok();
+          if (request->include_usage) send_usage(events, completion_chunk(id, 0, "", nullptr, nullptr), prompt_tokens, completion_tokens);
+          return true;
+        });
       });
 }
 
@@ -455,7 +466,7 @@ void OpenAIServer::Impl::chat(const httplib::Request& req, httplib::Response& re
       "text/event-stream",
       [this, admission, r, tokens, id, remote, remote_port, local_port, prompt_tokens](size_t, httplib::DataSink& sink) {
         EventStream events(sink);
-        try {
+        return events.run([&] {
           ConnectionWatch watch(remote, remote_port, local_port);
           auto lease = model.acquire();
           events.send(chat_chunk(id, json{{"role", "assistant"}, {"content", ""}}, nullptr));
@@ -466,20 +477,10 @@ void OpenAIServer::Impl::chat(const httplib::Request& req, httplib::Response& re
           if (out.finish == FinishReason::cancelled) log_cancel(id, out.tokens.size());
           if (!events.ok()) return false;
           events.send(chat_chunk(id, json::object(), std::string(finish_reason_name(out.finish))));
-          if (r->include_usage) {
-            json u = chat_chunk(id, json::object(), nullptr);
-            u["choices"] = json::array();
-            u["usage"] = usage(prompt_tokens, static_cast<int64_t>(out.tokens.size()));
-            events.send(u);
-          }
-        } catch (const ApiError& e) {
-          events.send(error_body(e));
-        } catch (const std::exception& e) {
-          events.send(error_body(ApiError(500, e.what(), "server_error")));
-        }
-        events.done();
-        sink.done();
-        return events.ok();
+          if (r->include_usage)
+            send_usage(events, chat_chunk(id, json::object(), nullptr), prompt_tokens, static_cast<int64_t>(out.tokens.size()));
+          return true;
+        });
       });
 }
 
