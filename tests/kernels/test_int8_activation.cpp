@@ -162,6 +162,12 @@ TEST(IntActivation, Int4Groups) {
       check_int_paths(make_fixture(Format::Int4, 3, 512, g, asym, 8));
       check_int_paths(make_fixture(Format::Int4, 11, 333, g, asym, 9));  // odd columns: row-aligned bytes
     }
+  // Groups of several 128-element chunks (summed in integers before one conversion), with a
+  // shorter last group and a partial last chunk.
+  for (bool asym : {false, true}) {
+    check_int_paths(make_fixture(Format::Int4, 13, 700, 256, asym, 17));
+    check_int_paths(make_fixture(Format::Int4, 6, 1001, 384, asym, 18));
+  }
 }
 TEST(IntActivation, Int4PerChannelAndTensor) {
   check_int_paths(make_fixture(Format::Int4, 15, 172, 0, false, 10));

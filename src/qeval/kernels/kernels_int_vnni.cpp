@@ -43,14 +43,14 @@ QEVAL_VNNI_INLINE __mmask16 bytes_mask16(int64_t n) { return n >= 16 ? __mmask16
 
 // Sums of q_x * q_w over columns [c0, c1) of R 8-bit rows.
 template <int R>
-QEVAL_VNNI_INLINE void dot_int8(const uint8_t* const* row, const int8_t* xq, int64_t c0, int64_t c1, int32_t* out) {
+QEVAL_VNNI_INLINE void dot_int8(const uint8_t* const* row, int64_t rb, const int8_t* xq, int64_t c0, int64_t c1, int32_t* out) {
   __m512i acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
   int64_t c = c0;
   for (; c + 64 <= c1; c += 64) {
     const __m512i x = _mm512_loadu_si512(xq + c);
     for (int r = 0; r < R; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(row[r] + c + R * (c1 - c0)), _MM_HINT_T0);  // see wide_chunk_dots
+      _mm_prefetch(reinterpret_cast<const char*>(row[r] + c + 2 * R * rb), _MM_HINT_T1);  // see wide_chunk_dots
       acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_loadu_si512(row[r] + c), x);
     }
   }
@@ -108,7 +108,7 @@ QEVAL_VNNI_INLINE void rows_int(const PackedMatrix& m, int64_t r0, const int8_t*
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t c0 = g * gs, c1 = std::min(n, c0 + gs);
     int32_t dot[R];
-    if (m.format == Format::Int8) dot_int8<R>(row, xq, c0, c1, dot);
+    if (m.format == Format::Int8) dot_int8<R>(row, rb, xq, c0, c1, dot);
     else dot_int4<R>(row, rb, xq, c0 / 32, (c1 + 31) / 32, dot);
     for (int r = 0; r < R; ++r) d[r * groups + g] = dot[r];
   }
@@ -118,79 +118,181 @@ QEVAL_VNNI_INLINE void rows_int(const PackedMatrix& m, int64_t r0, const int8_t*
 // 4-bit rows in the wide layout (int_kernels_internal.h): per 128-element chunk one 64-byte
 // load gives 64 low and 64 high nibbles (AND, shift + AND), and two vpdpbusd leave in each
 // int32 lane the exact sum over 8 elements of one group. With one group per row the lanes
-// accumulate in integers over the whole row (one reduction per row); otherwise each chunk's
-// lanes are converted (exact: |sum| <= 8 * 127 * 15) and scaled by their group's s_g into float
-// lanes, so no per-group horizontal sums are needed. Zero-points: symmetric grids subtract
-// 8 * (lane code sum) in integers (exact); asymmetric ones subtract z_g * (lane code sum) in
-// float. Error: one rounding per chunk and lane plus the final lane reduction, i.e. within
-// (n / 128 + 8) * u * M (+ u * sum |z_g * lane sums| * s_g for asymmetric grids), the form of the
-// bound in int8_activation.h.
-// Chunk k of R rows: the exact 8-element sums of every lane.
+// accumulate in integers over the whole row (one reduction per row). Groups of 128 * c
+// accumulate their c chunks in integers, then convert once (exact: |sum| <= 8 * 127 * 15 * c <
+// 2^24 up to groups of 140,000) and scale by s_g into float lanes; groups of 32 / 64 convert
+// each chunk and scale each lane by its own group's s_g. So no per-group horizontal sums.
+// Zero-points: symmetric grids subtract 8 * (lane code sum) in integers (exact); asymmetric ones
+// subtract z_g * (lane code sum) in float. Error: one rounding per chunk and lane plus the final
+// lane reduction, i.e. within (n / 128 + 8) * u * M (+ u * sum |z_g * lane sums| * s_g for
+// asymmetric grids), the form of the bound in int8_activation.h.
+//
+// The loops are written so that GCC keeps the R accumulators in registers: the row loops are
+// unrolled (otherwise the arrays live on the stack, one store-to-load round trip per chunk), and
+// every choice (zero-points, lanes per group, the row's partial last chunk) is made outside the
+// chunk loop.
+#define QEVAL_UNROLL_ROWS _Pragma("GCC unroll 4")
+
+// Chunk k of R rows: the exact 8-element sums of every lane. `whole`: all 64 bytes lie in the row.
 template <int R>
-QEVAL_VNNI_INLINE void wide_chunk_dots(const uint8_t* const* row, int64_t rb, const int8_t* xp, int64_t k, __m512i* t) {
+QEVAL_VNNI_INLINE void wide_chunk_dots(const uint8_t* const* row, int64_t rb, const int8_t* xp, int64_t k, bool whole,
+                                       __m512i* t) {
   const __m512i low = _mm512_set1_epi8(0x0F);
   const __m512i xlo = _mm512_loadu_si512(xp + 128 * k), xhi = _mm512_loadu_si512(xp + 128 * k + 64);
-  const bool whole = 64 * (k + 1) <= rb;
-  for (int r = 0; r < R; ++r) {
-    // Weights stream from memory once per token: ask for the bytes R rows ahead (the next rows
-    // of this thread's range) so that the loads overlap the integer work.
-    _mm_prefetch(reinterpret_cast<const char*>(row[r] + 64 * k + R * rb), _MM_HINT_T0);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+    // Weights stream from memory once per token: ask for the bytes two row blocks ahead (rows of
+    // this thread's range) into L2, so that the loads overlap the integer work. Measured on a
+    // DRAM-resident matrix (bench_kernels BM_DramGemv): one block ahead into L1 gave 22 GB/s,
+    // two blocks ahead into L2 36 GB/s.
+    _mm_prefetch(reinterpret_cast<const char*>(row[r] + 64 * k + 2 * R * rb), _MM_HINT_T1);
     const __m512i v = whole ? _mm512_loadu_si512(row[r] + 64 * k) : _mm512_maskz_loadu_epi8(bytes_mask64(rb - 64 * k), row[r] + 64 * k);
     const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
     t[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
   }
 }
 
+// acc[r] += s * (t[r] - z * ls) lane by lane; s and z are one row's lane values (z unused when
+// symmetric: 8 * ls in integers).
+template <bool Asym>
+QEVAL_VNNI_INLINE __m512 scaled_lanes(__m512i t, __m512i ls, __m512 s, __m512 z, __m512 acc) {
+  const __m512 d = Asym ? _mm512_fnmadd_ps(z, _mm512_cvtepi32_ps(ls), _mm512_cvtepi32_ps(t))
+                        : _mm512_cvtepi32_ps(_mm512_sub_epi32(t, _mm512_slli_epi32(ls, 3)));
+  return _mm512_fmadd_ps(d, s, acc);
+}
+
+// One group per row.
+template <int R>
+QEVAL_VNNI_INLINE void rows_int4_wide_per_row(const PackedMatrix& m, int64_t r0, const int8_t* xp, const int32_t* gsum,
+                                              float xs, float* y) {
+  const int64_t chunks = (m.cols + 127) / 128;
+  const auto rb = static_cast<int64_t>(format_row_bytes(m.format, m.cols));
+  const int64_t whole = rb / 64;
+  const uint8_t* row[R];
+  __m512i acc[R], t[R];
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+    row[r] = m.row(r0 + r);
+    acc[r] = _mm512_setzero_si512();
+  }
+  for (int64_t k = 0; k < chunks; ++k) {
+    wide_chunk_dots<R>(row, rb, xp, k, k < whole, t);
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) acc[r] = _mm512_add_epi32(acc[r], t[r]);
+  }
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+    const int32_t dot = hsum512(acc[r]);
+    y[r] = combine_groups(m, r0 + r, &dot, gsum, 1, xs);
+  }
+}
+
+// Chunk k of R rows in groups of 128 (group k).
+template <int R, bool Asym>
+QEVAL_VNNI_INLINE void one_group_chunk(const uint8_t* const* row, int64_t rb, const int8_t* xp, const int32_t* lane_sums,
+                                       const float* const* sp, const float* const* zp, int64_t k, bool whole, __m512* acc) {
+  __m512i t[R];
+  wide_chunk_dots<R>(row, rb, xp, k, whole, t);
+  const __m512i ls = _mm512_loadu_si512(lane_sums + 16 * k);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+    const __m512 z = Asym ? _mm512_set1_ps(zp[r][k]) : _mm512_setzero_ps();
+    acc[r] = scaled_lanes<Asym>(t[r], ls, _mm512_set1_ps(sp[r][k]), z, acc[r]);
+  }
+}
+
+// Groups of 128 * c elements: c chunks per group.
+template <int R, bool Asym>
+QEVAL_VNNI_INLINE void rows_int4_wide_long_groups(const PackedMatrix& m, int64_t r0, const int8_t* xp, float xs, float* y) {
+  const int64_t chunks = (m.cols + 127) / 128, per_group = m.group_size / 128, groups = int_group_count(m);
+  const auto rb = static_cast<int64_t>(format_row_bytes(m.format, m.cols));
+  const int64_t whole = rb / 64, stride = m.scale_row_stride;
+  const int32_t* lane_sums = reinterpret_cast<const int32_t*>(xp + 128 * chunks);
+  const uint8_t* row[R];
+  const float *sp[R], *zp[R];
+  __m512 acc[R];
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+    row[r] = m.row(r0 + r);
+    sp[r] = m.scales + (r0 + r) * stride;
+    zp[r] = Asym ? m.zeros + (r0 + r) * stride : nullptr;
+    acc[r] = _mm512_setzero_ps();
+  }
+  int64_t k = 0;
+  if (per_group == 1) {  // groups of 128: chunk k is group k
+    for (; k < whole; ++k) one_group_chunk<R, Asym>(row, rb, xp, lane_sums, sp, zp, k, true, acc);
+    for (; k < chunks; ++k) one_group_chunk<R, Asym>(row, rb, xp, lane_sums, sp, zp, k, false, acc);
+  }
+  for (int64_t g = 0; per_group > 1 && g < groups; ++g) {
+    const int64_t end = std::min(chunks, k + per_group);
+    __m512i sum[R], t[R], ls = _mm512_setzero_si512();
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) sum[r] = _mm512_setzero_si512();
+    for (; k < end; ++k) {
+      wide_chunk_dots<R>(row, rb, xp, k, k < whole, t);
+      ls = _mm512_add_epi32(ls, _mm512_loadu_si512(lane_sums + 16 * k));
+      QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) sum[r] = _mm512_add_epi32(sum[r], t[r]);
+    }
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+      const __m512 z = Asym ? _mm512_set1_ps(zp[r][g]) : _mm512_setzero_ps();
+      acc[r] = scaled_lanes<Asym>(sum[r], ls, _mm512_set1_ps(sp[r][g]), z, acc[r]);
+    }
+  }
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = xs * _mm512_reduce_add_ps(acc[r]);
+}
+
+// Chunk k of R rows with groups of 128 / PerChunk: lane_group maps a lane to its group within
+// the chunk; `have` masks the groups that exist.
+template <int R, int PerChunk, bool Asym>
+QEVAL_VNNI_INLINE void short_groups_chunk(const uint8_t* const* row, int64_t rb, const int8_t* xp, const int32_t* lane_sums,
+                                          const float* const* sp, const float* const* zp, __m512i lane_group, int64_t k,
+                                          bool whole, __mmask16 have, __m512* acc) {
+  __m512i t[R];
+  wide_chunk_dots<R>(row, rb, xp, k, whole, t);
+  const __m512i ls = _mm512_loadu_si512(lane_sums + 16 * k);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+    const __m512 s = _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, sp[r] + PerChunk * k));
+    const __m512 z = Asym ? _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, zp[r] + PerChunk * k)) : _mm512_setzero_ps();
+    acc[r] = scaled_lanes<Asym>(t[r], ls, s, z, acc[r]);
+  }
+}
+
+// Groups of 32 (PerChunk 4) or 64 (PerChunk 2) elements: each lane's 8 elements lie in group
+// (chunk's first group + lane / (16 / PerChunk)).
+template <int R, int PerChunk, bool Asym>
+QEVAL_VNNI_INLINE void rows_int4_wide_short_groups(const PackedMatrix& m, int64_t r0, const int8_t* xp, float xs, float* y) {
+  const int64_t chunks = (m.cols + 127) / 128, groups = int_group_count(m);
+  const auto rb = static_cast<int64_t>(format_row_bytes(m.format, m.cols));
+  const int64_t whole = rb / 64, stride = m.scale_row_stride;
+  const int32_t* lane_sums = reinterpret_cast<const int32_t*>(xp + 128 * chunks);
+  const __m512i lane_group = PerChunk == 4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                                           : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const uint8_t* row[R];
+  const float *sp[R], *zp[R];
+  __m512 acc[R];
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+    row[r] = m.row(r0 + r);
+    sp[r] = m.scales + (r0 + r) * stride;
+    zp[r] = Asym ? m.zeros + (r0 + r) * stride : nullptr;
+    acc[r] = _mm512_setzero_ps();
+  }
+  constexpr auto all = static_cast<__mmask16>((1u << PerChunk) - 1u);
+  int64_t k = 0;
+  for (; k < whole; ++k)  // a whole chunk's groups all exist
+    short_groups_chunk<R, PerChunk, Asym>(row, rb, xp, lane_sums, sp, zp, lane_group, k, true, all, acc);
+  for (; k < chunks; ++k) {
+    const auto have = static_cast<__mmask16>((1u << std::min<int64_t>(PerChunk, groups - PerChunk * k)) - 1u);
+    short_groups_chunk<R, PerChunk, Asym>(row, rb, xp, lane_sums, sp, zp, lane_group, k, false, have, acc);
+  }
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = xs * _mm512_reduce_add_ps(acc[r]);
+}
+
+template <int R, bool Asym>
+QEVAL_VNNI_INLINE void rows_int4_wide_grouped(const PackedMatrix& m, int64_t r0, const int8_t* xp, float xs, float* y) {
+  if (m.group_size == 32) rows_int4_wide_short_groups<R, 4, Asym>(m, r0, xp, xs, y);
+  else if (m.group_size == 64) rows_int4_wide_short_groups<R, 2, Asym>(m, r0, xp, xs, y);
+  else rows_int4_wide_long_groups<R, Asym>(m, r0, xp, xs, y);
+}
+
 template <int R>
 QEVAL_VNNI_INLINE void rows_int4_wide(const PackedMatrix& m, int64_t r0, const int8_t* xp, const int32_t* gsum,
                                       float xs, float* y) {
-  const int64_t n = m.cols, chunks = (n + 127) / 128, groups = int_group_count(m);
-  const auto rb = static_cast<int64_t>(format_row_bytes(m.format, n));
-  const int32_t* lane_sums = reinterpret_cast<const int32_t*>(xp + 128 * chunks);
-  const uint8_t* row[R];
-  for (int r = 0; r < R; ++r) row[r] = m.row(r0 + r);
-  if (groups == 1) {
-    __m512i acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
-    for (int64_t k = 0; k < chunks; ++k) {
-      __m512i t[R];
-      wide_chunk_dots<R>(row, rb, xp, k, t);
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_add_epi32(acc[r], t[r]);
-    }
-    for (int r = 0; r < R; ++r) {
-      const int32_t dot = hsum512(acc[r]);
-      y[r] = combine_groups(m, r0 + r, &dot, gsum, 1, xs);
-    }
-    return;
-  }
-  const int64_t gs = m.group_size, stride = m.scale_row_stride;
-  // Lane -> group within the chunk's first group: 8 elements per lane.
-  const __m512i lane_group = gs == 32 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
-                                      : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const int64_t per_chunk = gs < 128 ? 128 / gs : 1;
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < chunks; ++k) {
-    __m512i t[R];
-    wide_chunk_dots<R>(row, rb, xp, k, t);
-    const int64_t g0 = 128 * k / gs;
-    const __m512i ls = _mm512_loadu_si512(lane_sums + 16 * k);
-    const __mmask16 have = static_cast<__mmask16>((1u << std::min<int64_t>(per_chunk, groups - g0)) - 1u);
-    for (int r = 0; r < R; ++r) {
-      const float* sp = m.scales + (r0 + r) * stride + g0;
-      const __m512 sv = per_chunk == 1 ? _mm512_set1_ps(*sp) : _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, sp));
-      __m512 d;
-      if (m.zeros == nullptr) {
-        d = _mm512_cvtepi32_ps(_mm512_sub_epi32(t[r], _mm512_slli_epi32(ls, 3)));  // z = 8
-      } else {
-        const float* zp = m.zeros + (r0 + r) * stride + g0;
-        const __m512 zv = per_chunk == 1 ? _mm512_set1_ps(*zp) : _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, zp));
-        d = _mm512_fnmadd_ps(zv, _mm512_cvtepi32_ps(ls), _mm512_cvtepi32_ps(t[r]));
-      }
-      acc[r] = _mm512_fmadd_ps(d, sv, acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) y[r] = xs * _mm512_reduce_add_ps(acc[r]);
+  if (int_group_count(m) == 1) rows_int4_wide_per_row<R>(m, r0, xp, gsum, xs, y);
+  else if (m.zeros != nullptr) rows_int4_wide_grouped<R, true>(m, r0, xp, xs, y);
+  else rows_int4_wide_grouped<R, false>(m, r0, xp, xs, y);
 }
 
 }  // namespace
@@ -231,6 +333,7 @@ QEVAL_VNNI void int_gemv_vnni(const PackedMatrix& m, const int8_t* xq, const int
                               int64_t b, int64_t e) {
   int64_t r = b;
   if (vnni_int4_wide(m)) {
+    for (; r + 4 <= e; r += 4) rows_int4_wide<4>(m, r, xq, gsum, xs, y + (r - b));
     for (; r + 2 <= e; r += 2) rows_int4_wide<2>(m, r, xq, gsum, xs, y + (r - b));
     for (; r < e; ++r) rows_int4_wide<1>(m, r, xq, gsum, xs, y + (r - b));
     return;
