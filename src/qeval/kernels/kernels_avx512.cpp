@@ -45,6 +45,13 @@ template <int R>
 QEVAL_AVX512_INLINE void prefetch_ahead(const uint8_t* p, size_t row_bytes) {
   _mm_prefetch(reinterpret_cast<const char*>(p + R * row_bytes), _MM_HINT_T0);
 }
+// F16 does little arithmetic per byte: it keeps up with DRAM only when the lines are asked for
+// further ahead, two row blocks into L2 (bench_kernels BM_DramGemv/f16: 23-27 -> 35-37 GB/s; the
+// arithmetic-bound formats measured no better, Q8_0 / Q4_0 worse, so they keep prefetch_ahead).
+template <int R>
+QEVAL_AVX512_INLINE void prefetch_far_ahead(const uint8_t* p, size_t row_bytes) {
+  _mm_prefetch(reinterpret_cast<const char*>(p + 2 * R * row_bytes), _MM_HINT_T1);
+}
 
 QEVAL_AVX512_INLINE __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
 
@@ -89,7 +96,7 @@ QEVAL_AVX512 void rows_f16(const PackedMatrix& m, int64_t r0, const float* x, fl
   for (; c + 32 <= n; c += 32) {
     const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
     for (int r = 0; r < R; ++r) {
-      prefetch_ahead<R>(row[r] + 2 * c, m.row_bytes);
+      prefetch_far_ahead<R>(row[r] + 2 * c, m.row_bytes);
       acc[r][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[r] + 2 * c))), x0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[r] + 2 * c + 32))), x1, acc[r][1]);
     }
