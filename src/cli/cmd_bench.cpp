@@ -2,10 +2,14 @@
 //             --threads N [--json FILE]
 // qeval bench --endpoint URL --model NAME [--api-key-env VAR] [--pid PID] --concurrency 1,4,16 --requests N
 //             --duration S --prompt 128 --gen 128 [--json FILE]
+// qeval bench --combine RUN.json RUN.json... [--json FILE]: pool the repetitions of repeated runs
+//             (perf/combine.h)
 // The table goes to stdout, progress lines to stderr, the JSON (with the machine) to --json FILE
 // (written atomically; "-" for stdout instead of the table).
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -13,6 +17,7 @@
 
 #include "cli/command.h"
 #include "qeval/perf/bench.h"
+#include "qeval/perf/combine.h"
 #include "qeval/perf/endpoint.h"
 #include "qeval/util/atomic_file.h"
 #include "qeval/util/error.h"
@@ -23,6 +28,7 @@ namespace {
 struct BenchArgs {
   std::string model;  // positional: model path (in-process) or, with --endpoint, unused
   std::string endpoint, served_model, api_key_env, json_out;
+  std::vector<std::string> combine;  // result files to pool
   perf::BenchConfig bench;
   std::vector<int64_t> prompts{512};
   std::vector<int> concurrency{1};
@@ -48,7 +54,26 @@ void emit(const std::string& json_out, const nlohmann::json& j, const std::strin
   if (!json_out.empty()) std::printf("JSON written to %s\n", json_out.c_str());
 }
 
+nlohmann::json read_result(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_file(path, "cannot open");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail_file(path, std::string("not JSON (") + e.what() + ")");
+  }
+}
+
 int run(BenchArgs& a) {
+  if (!a.combine.empty()) {
+    if (!a.model.empty() || !a.endpoint.empty()) fail("bench: --combine takes result files only, not MODEL or --endpoint");
+    std::vector<std::pair<std::string, nlohmann::json>> runs;
+    for (const std::string& f : a.combine) runs.emplace_back(f, read_result(f));
+    const nlohmann::json j = perf::combine_bench_runs(runs);
+    emit(a.json_out, j, perf::format_bench_table_json(j));
+    return 0;
+  }
   if (!a.endpoint.empty()) {
     if (!a.model.empty()) fail("bench: give either MODEL (in-process) or --endpoint URL, not both");
     perf::EndpointBenchConfig c;
@@ -105,6 +130,7 @@ std::function<int()> setup(CLI::App& app) {
   app.add_option("--requests", a->requests, "requests per concurrency level, at most (default 8)");
   app.add_option("--duration", a->duration, "seconds per concurrency level, at most (default 60)");
   app.add_option("--request-timeout", a->request_timeout, "seconds per request (default 300)");
+  app.add_option("--combine", a->combine, "pool the repetitions of these result files (JSON of earlier runs of one benchmark)");
   app.add_flag("--ignore-eos", a->ignore_eos, "ask the server to ignore EOS (llama-server, vLLM extension)");
   return [a] { return run(*a); };
 }

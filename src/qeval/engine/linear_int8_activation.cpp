@@ -35,10 +35,6 @@ std::string scheme_name(const PackedWeight& p, const std::string& activation) {
   return s;
 }
 
-// Above this many rows a layer multiplies fake-quantized rows in float (dequantized weight tiles
-// + sgemm, as the packed float kernel does for prefill); up to it, integer GEMVs per row.
-constexpr int64_t kMaxIntRows = 16;
-
 // Quantizes each of `rows` input rows (codes times S, the hook's values bit for bit) into a
 // per-thread scratch and calls use(scratch).
 template <typename Use>
@@ -61,10 +57,8 @@ void fake_quantize_rows(const float* x, int64_t rows, int64_t in, int bits, floa
 // Packed Int8 / Int4 weights multiplied by integer activation codes.
 class IntActivationWeights final : public LinearWeights {
  public:
-  // float_path: the same weights' float kernel (dequantized tiles + sgemm for many rows).
-  IntActivationWeights(const PackedWeight& p, std::shared_ptr<const void> owner, int bits, float clip,
-                       std::unique_ptr<LinearWeights> float_path)
-      : owner_(std::move(owner)), float_path_(std::move(float_path)), bits_(bits), clip_(clip) {
+  IntActivationWeights(const PackedWeight& p, std::shared_ptr<const void> owner, int bits, float clip)
+      : owner_(std::move(owner)), bits_(bits), clip_(clip) {
     m_.format = p.bits == 4 ? kernels::Format::Int4 : kernels::Format::Int8;
     m_.rows = p.rows;
     m_.cols = p.cols;
@@ -113,12 +107,6 @@ class IntActivationWeights final : public LinearWeights {
 
   void matmul(const float* x, int64_t rows, float* y, ThreadPool& pool) const override {
     if (rows <= 0) return;
-    if (rows > kMaxIntRows && float_path_) {
-      // Prefill: the fake-quantized rows (codes times S: the simulated model's activation)
-      // through the float kernel's dequantized tiles and sgemm, which beats a GEMV per row here.
-      fake_quantize_rows(x, rows, m_.cols, bits_, clip_, pool, [&](const float* xq) { float_path_->matmul(xq, rows, y, pool); });
-      return;
-    }
     const int64_t in = m_.cols, out = m_.rows, groups = kernels::int_group_count(m_);
     const auto abytes = static_cast<int64_t>(kernels::int_activation_bytes(m_));
     // Scratch of the calling thread, reused across calls (no allocation in steady decoding).
@@ -152,7 +140,10 @@ class IntActivationWeights final : public LinearWeights {
       for (int64_t r = b; r < e; ++r) quantize(r);
     });
     // A tile of weight rows (about 64 KiB of codes) is multiplied with every activation row
-    // while it is in cache.
+    // while it is in cache, so prefill reads the weights once. Integer products beat the float
+    // route (fake-quantized rows through dequantized tiles + sgemm) at every row count since the
+    // VNNI kernel keeps its accumulators in registers: pp128 of the TinyLlama-shaped W4g128A8
+    // model 71 -> 117 t/s (F32: 73).
     const int64_t tile = std::max<int64_t>(4, (int64_t{1} << 16) / std::max<int64_t>(1, static_cast<int64_t>(m_.row_bytes)));
     const int64_t grain = std::max<int64_t>(tile, (out + 4 * pool.size() - 1) / (4 * pool.size()));
     pool.parallel_for(out, grain, [&](int64_t b, int64_t e, int) {
@@ -168,7 +159,6 @@ class IntActivationWeights final : public LinearWeights {
   kernels::PackedMatrix m_;
   kernels::IntIsa isa_ = kernels::IntIsa::Scalar;
   std::shared_ptr<const void> owner_;
-  std::unique_ptr<LinearWeights> float_path_;
   std::vector<uint8_t> repacked_;
   int bits_ = 8;
   float clip_ = 1.0f;
@@ -209,7 +199,7 @@ std::unique_ptr<LinearWeights> make_input_quantized_weights(const Tensor& weight
   if (bits == 0) return weights;
   const float clip = weight.input_quant_clip;
   if (integer_kernels && weight.packed && weight.row_order.empty() && IntActivationWeights::applies(*weight.packed))
-    return std::make_unique<IntActivationWeights>(*weight.packed, weight.packed, bits, clip, std::move(weights));
+    return std::make_unique<IntActivationWeights>(*weight.packed, weight.packed, bits, clip);
   return std::make_unique<FakeQuantInputWeights>(std::move(weights), bits, clip);
 }
 

@@ -7,11 +7,10 @@
 // exactly what quant::ActivationQuantHooks simulates for the in-memory spec), and make_linear
 // wraps the layer's weights:
 //  - packed Int8 / Int4 weights that kernels::int_gemv_supported accepts (no outliers) run the
-//    integer-activation kernels (kernels/int8_activation.h) for up to 16 input rows (decode,
-//    batched decode): each row is quantized to int8 codes and multiplied in integers
-//    ("w4g128a8/avx512-vnni"), as a GEMV split over the pool by output features (one row) or
-//    per row over cached weight tiles. More rows (prefill) are fake-quantized (codes times S) and
-//    go through the packed float kernel (dequantized tiles + sgemm), which is faster there.
+//    integer-activation kernels (kernels/int8_activation.h) for any number of input rows
+//    (decode, batched decode, prefill): each row is quantized to int8 codes and multiplied in
+//    integers ("w4g128a8/avx512-vnni"), as a GEMV split over the pool by output features (one
+//    row) or per row over cached weight tiles (several rows: weights read once).
 //  - any other weights (the float lm head, dense fallbacks, weights with outliers (CSR),
 //    ggml-compatible mode, QEVAL_KERNELS=dense) keep their kernel and get the input
 //    fake-quantized first, with the same quantizer ("dense-f32+a8"; with outliers

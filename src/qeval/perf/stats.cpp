@@ -32,6 +32,7 @@ Summary summarize(std::span<const double> values) {
   std::vector<double> s(values.begin(), values.end());
   std::sort(s.begin(), s.end());
   r.n = static_cast<int64_t>(s.size());
+  r.values.assign(values.begin(), values.end());
   double sum = 0;
   for (double v : s) sum += v;
   r.mean = sum / static_cast<double>(s.size());
@@ -50,7 +51,7 @@ Summary summarize(std::span<const double> values) {
 nlohmann::json Summary::to_json() const {
   if (n == 0) return {{"n", 0}};
   return {{"n", n},     {"median", median}, {"mean", mean}, {"stdev", stdev}, {"min", min},
-          {"max", max}, {"p50", p50},       {"p90", p90},   {"p99", p99}};
+          {"max", max}, {"p50", p50},       {"p90", p90},   {"p99", p99},   {"values", values}};
 }
 
 }  // namespace qeval::perf

@@ -4,6 +4,7 @@
 // "type 7"), so p50 of an even count is the mean of the two middle values.
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -13,7 +14,8 @@ struct Summary {
   int64_t n = 0;
   double mean = 0, median = 0, stdev = 0, min = 0, max = 0;
   double p50 = 0, p90 = 0, p99 = 0;
-  nlohmann::json to_json() const;  // {"n":..., "median":..., ...}; n == 0 gives {"n": 0}
+  std::vector<double> values;  // the measurements, in their order (so runs can be pooled later)
+  nlohmann::json to_json() const;  // {"n":..., "median":..., ..., "values": [...]}; n == 0 gives {"n": 0}
 };
 
 // q in [0, 1]; values need not be sorted. Throws std::invalid_argument for an empty input.
