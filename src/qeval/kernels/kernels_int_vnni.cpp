@@ -160,6 +160,31 @@ QEVAL_VNNI_INLINE __m512 scaled_lanes(__m512i t, __m512i ls, __m512 s, __m512 z,
   return _mm512_fmadd_ps(d, s, acc);
 }
 
+// R rows of a grouped wide matrix: chunk counts, the rows' codes, scales and zero-points, and
+// their float accumulators (zeroed).
+template <int R>
+struct WideRows {
+  int64_t chunks = 0, rb = 0, whole = 0;  // chunks per row, bytes per row, chunks whose 64 bytes all lie in the row
+  const int32_t* lane_sums = nullptr;     // the prepared activation's per-lane code sums
+  const uint8_t* row[R];
+  const float* sp[R];
+  const float* zp[R];
+  __m512 acc[R];
+};
+template <int R, bool Asym>
+QEVAL_VNNI_INLINE void start_wide_rows(const PackedMatrix& m, int64_t r0, const int8_t* xp, WideRows<R>& w) {
+  w.chunks = (m.cols + 127) / 128;
+  w.rb = static_cast<int64_t>(format_row_bytes(m.format, m.cols));
+  w.whole = w.rb / 64;
+  w.lane_sums = reinterpret_cast<const int32_t*>(xp + 128 * w.chunks);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+    w.row[r] = m.row(r0 + r);
+    w.sp[r] = m.scales + (r0 + r) * m.scale_row_stride;
+    w.zp[r] = Asym ? m.zeros + (r0 + r) * m.scale_row_stride : nullptr;
+    w.acc[r] = _mm512_setzero_ps();
+  }
+}
+
 // One group per row.
 template <int R>
 QEVAL_VNNI_INLINE void rows_int4_wide_per_row(const PackedMatrix& m, int64_t r0, const int8_t* xp, const int32_t* gsum,
@@ -185,68 +210,56 @@ QEVAL_VNNI_INLINE void rows_int4_wide_per_row(const PackedMatrix& m, int64_t r0,
 
 // Chunk k of R rows in groups of 128 (group k).
 template <int R, bool Asym>
-QEVAL_VNNI_INLINE void one_group_chunk(const uint8_t* const* row, int64_t rb, const int8_t* xp, const int32_t* lane_sums,
-                                       const float* const* sp, const float* const* zp, int64_t k, bool whole, __m512* acc) {
+QEVAL_VNNI_INLINE void one_group_chunk(WideRows<R>& w, const int8_t* xp, int64_t k, bool whole) {
   __m512i t[R];
-  wide_chunk_dots<R>(row, rb, xp, k, whole, t);
-  const __m512i ls = _mm512_loadu_si512(lane_sums + 16 * k);
+  wide_chunk_dots<R>(w.row, w.rb, xp, k, whole, t);
+  const __m512i ls = _mm512_loadu_si512(w.lane_sums + 16 * k);
   QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
-    const __m512 z = Asym ? _mm512_set1_ps(zp[r][k]) : _mm512_setzero_ps();
-    acc[r] = scaled_lanes<Asym>(t[r], ls, _mm512_set1_ps(sp[r][k]), z, acc[r]);
+    const __m512 z = Asym ? _mm512_set1_ps(w.zp[r][k]) : _mm512_setzero_ps();
+    w.acc[r] = scaled_lanes<Asym>(t[r], ls, _mm512_set1_ps(w.sp[r][k]), z, w.acc[r]);
   }
 }
 
 // Groups of 128 * c elements: c chunks per group.
 template <int R, bool Asym>
 QEVAL_VNNI_INLINE void rows_int4_wide_long_groups(const PackedMatrix& m, int64_t r0, const int8_t* xp, float xs, float* y) {
-  const int64_t chunks = (m.cols + 127) / 128, per_group = m.group_size / 128, groups = int_group_count(m);
-  const auto rb = static_cast<int64_t>(format_row_bytes(m.format, m.cols));
-  const int64_t whole = rb / 64, stride = m.scale_row_stride;
-  const int32_t* lane_sums = reinterpret_cast<const int32_t*>(xp + 128 * chunks);
-  const uint8_t* row[R];
-  const float *sp[R], *zp[R];
-  __m512 acc[R];
-  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
-    row[r] = m.row(r0 + r);
-    sp[r] = m.scales + (r0 + r) * stride;
-    zp[r] = Asym ? m.zeros + (r0 + r) * stride : nullptr;
-    acc[r] = _mm512_setzero_ps();
-  }
+  const int64_t per_group = m.group_size / 128, groups = int_group_count(m);
+  WideRows<R> w;
+  start_wide_rows<R, Asym>(m, r0, xp, w);
   int64_t k = 0;
   if (per_group == 1) {  // groups of 128: chunk k is group k
-    for (; k < whole; ++k) one_group_chunk<R, Asym>(row, rb, xp, lane_sums, sp, zp, k, true, acc);
-    for (; k < chunks; ++k) one_group_chunk<R, Asym>(row, rb, xp, lane_sums, sp, zp, k, false, acc);
+    for (; k < w.whole; ++k) one_group_chunk<R, Asym>(w, xp, k, true);
+    for (; k < w.chunks; ++k) one_group_chunk<R, Asym>(w, xp, k, false);
   }
   for (int64_t g = 0; per_group > 1 && g < groups; ++g) {
-    const int64_t end = std::min(chunks, k + per_group);
+    const int64_t end = std::min(w.chunks, k + per_group);
     __m512i sum[R], t[R], ls = _mm512_setzero_si512();
     QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) sum[r] = _mm512_setzero_si512();
     for (; k < end; ++k) {
-      wide_chunk_dots<R>(row, rb, xp, k, k < whole, t);
-      ls = _mm512_add_epi32(ls, _mm512_loadu_si512(lane_sums + 16 * k));
+      wide_chunk_dots<R>(w.row, w.rb, xp, k, k < w.whole, t);
+      ls = _mm512_add_epi32(ls, _mm512_loadu_si512(w.lane_sums + 16 * k));
       QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) sum[r] = _mm512_add_epi32(sum[r], t[r]);
     }
     QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
-      const __m512 z = Asym ? _mm512_set1_ps(zp[r][g]) : _mm512_setzero_ps();
-      acc[r] = scaled_lanes<Asym>(sum[r], ls, _mm512_set1_ps(sp[r][g]), z, acc[r]);
+      const __m512 z = Asym ? _mm512_set1_ps(w.zp[r][g]) : _mm512_setzero_ps();
+      w.acc[r] = scaled_lanes<Asym>(sum[r], ls, _mm512_set1_ps(w.sp[r][g]), z, w.acc[r]);
     }
   }
-  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = xs * _mm512_reduce_add_ps(acc[r]);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = xs * _mm512_reduce_add_ps(w.acc[r]);
 }
 
 // Chunk k of R rows with groups of 128 / PerChunk: lane_group maps a lane to its group within
 // the chunk; `have` masks the groups that exist.
 template <int R, int PerChunk, bool Asym>
-QEVAL_VNNI_INLINE void short_groups_chunk(const uint8_t* const* row, int64_t rb, const int8_t* xp, const int32_t* lane_sums,
-                                          const float* const* sp, const float* const* zp, __m512i lane_group, int64_t k,
-                                          bool whole, __mmask16 have, __m512* acc) {
+QEVAL_VNNI_INLINE void short_groups_chunk(WideRows<R>& w, const int8_t* xp, __m512i lane_group, int64_t k, bool whole,
+                                          __mmask16 have) {
   __m512i t[R];
-  wide_chunk_dots<R>(row, rb, xp, k, whole, t);
-  const __m512i ls = _mm512_loadu_si512(lane_sums + 16 * k);
+  wide_chunk_dots<R>(w.row, w.rb, xp, k, whole, t);
+  const __m512i ls = _mm512_loadu_si512(w.lane_sums + 16 * k);
   QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
-    const __m512 s = _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, sp[r] + PerChunk * k));
-    const __m512 z = Asym ? _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, zp[r] + PerChunk * k)) : _mm512_setzero_ps();
-    acc[r] = scaled_lanes<Asym>(t[r], ls, s, z, acc[r]);
+    const __m512 s = _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, w.sp[r] + PerChunk * k));
+    const __m512 z = Asym ? _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(have, w.zp[r] + PerChunk * k)) : _mm512_setzero_ps();
+    w.acc[r] = scaled_lanes<Asym>(t[r], ls, s, z, w.acc[r]);
   }
 }
 
@@ -254,30 +267,20 @@ QEVAL_VNNI_INLINE void short_groups_chunk(const uint8_t* const* row, int64_t rb,
 // (chunk's first group + lane / (16 / PerChunk)).
 template <int R, int PerChunk, bool Asym>
 QEVAL_VNNI_INLINE void rows_int4_wide_short_groups(const PackedMatrix& m, int64_t r0, const int8_t* xp, float xs, float* y) {
-  const int64_t chunks = (m.cols + 127) / 128, groups = int_group_count(m);
-  const auto rb = static_cast<int64_t>(format_row_bytes(m.format, m.cols));
-  const int64_t whole = rb / 64, stride = m.scale_row_stride;
-  const int32_t* lane_sums = reinterpret_cast<const int32_t*>(xp + 128 * chunks);
+  const int64_t groups = int_group_count(m);
   const __m512i lane_group = PerChunk == 4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
                                            : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const uint8_t* row[R];
-  const float *sp[R], *zp[R];
-  __m512 acc[R];
-  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
-    row[r] = m.row(r0 + r);
-    sp[r] = m.scales + (r0 + r) * stride;
-    zp[r] = Asym ? m.zeros + (r0 + r) * stride : nullptr;
-    acc[r] = _mm512_setzero_ps();
-  }
+  WideRows<R> w;
+  start_wide_rows<R, Asym>(m, r0, xp, w);
   constexpr auto all = static_cast<__mmask16>((1u << PerChunk) - 1u);
   int64_t k = 0;
-  for (; k < whole; ++k)  // a whole chunk's groups all exist
-    short_groups_chunk<R, PerChunk, Asym>(row, rb, xp, lane_sums, sp, zp, lane_group, k, true, all, acc);
-  for (; k < chunks; ++k) {
+  for (; k < w.whole; ++k)  // a whole chunk's groups all exist
+    short_groups_chunk<R, PerChunk, Asym>(w, xp, lane_group, k, true, all);
+  for (; k < w.chunks; ++k) {
     const auto have = static_cast<__mmask16>((1u << std::min<int64_t>(PerChunk, groups - PerChunk * k)) - 1u);
-    short_groups_chunk<R, PerChunk, Asym>(row, rb, xp, lane_sums, sp, zp, lane_group, k, false, have, acc);
+    short_groups_chunk<R, PerChunk, Asym>(w, xp, lane_group, k, false, have);
   }
-  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = xs * _mm512_reduce_add_ps(acc[r]);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = xs * _mm512_reduce_add_ps(w.acc[r]);
 }
 
 template <int R, bool Asym>
