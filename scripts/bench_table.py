@@ -18,21 +18,17 @@ import statistics
 import sys
 
 
-def probe_bandwidth(out, camp):
-    readings = []
-    for path in glob.glob(os.path.join(out, f"c{camp}.r*.bw")):
-        values = [float(v) for v in re.findall(r"GB/s=([0-9.]+)", open(path).read())]
-        if values:
-            readings.append(statistics.median(values))
-    return readings
-
-
 def probe(out, camp, rnd):
     path = os.path.join(out, f"c{camp}.r{rnd}.bw")
     if not os.path.exists(path):
         return None
     values = [float(v) for v in re.findall(r"GB/s=([0-9.]+)", open(path).read())]
     return statistics.median(values) if values else None
+
+
+def probe_bandwidth(out, camp):
+    rounds = [int(m.group(1)) for f in os.listdir(out) for m in [re.match(rf"c{camp}\.r(\d+)\.bw$", f)] if m]
+    return [b for b in (probe(out, camp, r) for r in rounds) if b]
 
 
 def roofline_fractions(out, name, camp, weight_bytes):

@@ -8,14 +8,13 @@
 // (written atomically; "-" for stdout instead of the table).
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cli/command.h"
+#include "qeval/io/hf_config.h"
 #include "qeval/perf/bench.h"
 #include "qeval/perf/combine.h"
 #include "qeval/perf/endpoint.h"
@@ -54,22 +53,11 @@ void emit(const std::string& json_out, const nlohmann::json& j, const std::strin
   if (!json_out.empty()) std::printf("JSON written to %s\n", json_out.c_str());
 }
 
-nlohmann::json read_result(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_file(path, "cannot open");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail_file(path, std::string("not JSON (") + e.what() + ")");
-  }
-}
-
 int run(BenchArgs& a) {
   if (!a.combine.empty()) {
     if (!a.model.empty() || !a.endpoint.empty()) fail("bench: --combine takes result files only, not MODEL or --endpoint");
     std::vector<std::pair<std::string, nlohmann::json>> runs;
-    for (const std::string& f : a.combine) runs.emplace_back(f, read_result(f));
+    for (const std::string& f : a.combine) runs.emplace_back(f, read_json_file(f));
     const nlohmann::json j = perf::combine_bench_runs(runs);
     emit(a.json_out, j, perf::format_bench_table_json(j));
     return 0;
