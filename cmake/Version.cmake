@@ -1,10 +1,6 @@
-# Version and git commit are baked into a generated header so every result can name its build.
-execute_process(COMMAND git rev-parse --short=12 HEAD
-  WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
-  OUTPUT_VARIABLE QEVAL_GIT_COMMIT OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-if(NOT QEVAL_GIT_COMMIT)
-  set(QEVAL_GIT_COMMIT "unknown")
-endif()
+# Version, compiler and flags are baked into a generated header so every result can name its
+# build; the git commit is stamped at build time instead (cmake/GitCommit.cmake, compiled into
+# qeval_util), since it changes without a reconfigure.
 set(QEVAL_COMPILER "${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION}")
 string(TOUPPER "${CMAKE_BUILD_TYPE}" _bt)
 set(QEVAL_COMPILE_FLAGS "${CMAKE_CXX_FLAGS} ${CMAKE_CXX_FLAGS_${_bt}}")

@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   using namespace qeval;
   CLI::App app{"QEval: post-training quantization and systematic evaluation of LLMs"};
   app.name("qeval");
-  app.set_version_flag("--version", std::string("qeval ") + build::kVersion + " (" + build::kGitCommit + ")");
+  app.set_version_flag("--version", std::string("qeval ") + build::kVersion + " (" + build::git_commit() + ")");
   app.require_subcommand(1);
 
   auto& registry = cli::command_registry();

@@ -145,7 +145,7 @@ store::CellRecord new_cell(const Context& cx, const PlannedCell& pc, const Loade
   c.seed = cfg.seed;
   c.task = pc.name;
   c.qeval_version = build::kVersion;
-  c.git_commit = build::kGitCommit;
+  c.git_commit = build::git_commit();
   c.machine = cx.machine;
   c.params["configuration"] = cfg.label();
   c.params["origin"] = cfg.origin;
@@ -407,7 +407,7 @@ RunSummary run_plan(const Plan& plan, store::Store& store, const RunOptions& opt
   run.plan_hash = plan.sha256;
   run.command = opts.command;
   run.qeval_version = build::kVersion;
-  run.git_commit = build::kGitCommit;
+  run.git_commit = build::git_commit();
   run.machine = cx.machine;
   cx.run_id = store.begin_run(run);
   sum.run_id = cx.run_id;

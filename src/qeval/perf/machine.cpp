@@ -129,7 +129,7 @@ nlohmann::json describe_machine(int threads_used) {
   m["build_type"] = build::kBuildType;
   m["build_isa"] = build_isa();
   m["qeval_version"] = build::kVersion;
-  m["git_commit"] = build::kGitCommit;
+  m["git_commit"] = build::git_commit();
   struct utsname u {};
   if (uname(&u) == 0) {
     m["kernel"] = std::string(u.sysname) + " " + u.release + " " + u.machine;
