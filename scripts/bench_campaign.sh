@@ -8,7 +8,10 @@
 #        ROUNDS (default 5), PROMPT (128), GEN (64), THREADS (2)
 #
 # Each campaign runs ROUNDS rounds; a round runs every MODEL once (`--reps 1 --warmup 1`), after a
-# 2-thread read-bandwidth probe (OUT_DIR/cC.rR.bw, for the roofline). The rounds of one model are
+# 2-thread read-bandwidth probe (OUT_DIR/cC.rR.bw, for the roofline); round R starts at the R-th
+# model and wraps around, so that no model always runs first after the probe or after the same
+# neighbour (campaign 1 of 2026-11-23 03:56, fixed order, had F32 prefill first in every round and
+# 5-10 % ahead of every float-activation format; campaign 2, 0-3 %). The rounds of one model are
 # then pooled: OUT_DIR/NAME.cC.json and NAME.cC.txt (table). Interleaving gives every model the
 # same machine conditions, and pooling rounds minutes apart puts the machine's drift into the
 # printed spread; repeated campaigns (C = 1, 2, ...) then check that the figures reproduce.
@@ -29,7 +32,9 @@ for camp in $(seq 1 "${CAMPAIGNS:-2}"); do
       echo "$bw" > "$out/c$camp.r$round.bw"
     fi
     echo "campaign $camp round $round $(date -u +%FT%TZ) load $(cut -d' ' -f1 /proc/loadavg) bandwidth $bw" | tee -a "$log"
-    for m in "$@"; do
+    models=("$@")
+    for i in $(seq 0 $(($# - 1))); do
+      m=${models[$(((i + round - 1) % $#))]}
       name=$(basename "$m")
       if ! "$qeval" bench "$m" --prompt "${PROMPT:-128}" --gen "${GEN:-64}" --batch 1 --reps 1 --warmup 1 \
           --threads "${THREADS:-2}" --json "$out/$name.c$camp.r$round.json" > /dev/null 2>> "$out/stderr.txt"; then

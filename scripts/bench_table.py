@@ -8,6 +8,9 @@ the rounds), decode relative to the baseline, and decode as a fraction of the ro
 bandwidth / (bytes the linear kernels read per token), where bandwidth is the probe taken just
 before the round (the median of bench_memory_bandwidth's three 2-thread readings): the median
 over the rounds of each round's fraction, and its range.
+Then each model against the baseline round by round (the rounds interleave the models, so a
+round's ratio is free of the drift between rounds): the median of the per-round ratios, their
+range, and in how many rounds the model was the slower one.
 Then whether campaigns agree: |median_1 - median_2| <= the larger printed standard deviation.
 """
 import glob
@@ -40,6 +43,24 @@ def roofline_fractions(out, name, camp, weight_bytes):
             tg = json.load(open(path))["cases"][0]["decode_tokens_per_second"]["median"]
             fractions.append(tg * weight_bytes / (bw * 1e9))
     return fractions
+
+
+def round_values(out, name, camp, metric):
+    values = {}
+    for path in glob.glob(os.path.join(out, f"{name}.c{camp}.r*.json")):
+        rnd = int(re.match(r".*\.r(\d+)\.json$", path).group(1))
+        values[rnd] = json.load(open(path))["cases"][0][metric]["median"]
+    return values
+
+
+def paired_cell(out, name, base, camp, metric):
+    mine, theirs = round_values(out, name, camp, metric), round_values(out, base, camp, metric)
+    ratios = [mine[r] / theirs[r] for r in sorted(mine) if r in theirs]
+    if not ratios:
+        return "n/a"
+    slower = sum(r < 1 for r in ratios)
+    return (f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}; "
+            f"slower in {slower} of {len(ratios)})")
 
 
 def main():
@@ -78,6 +99,14 @@ def main():
         if bw:
             print(f"\nCampaign {c}: {len(bw)} bandwidth probes, median {statistics.median(bw):.1f} GB/s "
                   f"(range {min(bw):.1f}-{max(bw):.1f}).")
+    print(f"\n| model | campaign | pp / {names[0]}, per round: median (range; rounds slower) | "
+          f"tg / {names[0]}, per round |")
+    print("|---|---|---|---|")
+    for n in names[1:]:
+        for c in camps:
+            if (n, c) in results:
+                print(f"| {n} | {c} | {paired_cell(out, n, names[0], c, 'prefill_tokens_per_second')} | "
+                      f"{paired_cell(out, n, names[0], c, 'decode_tokens_per_second')} |")
     if len(camps) < 2:
         return
     print("\n| model | pp t/s " + " / ".join(f"campaign {c}" for c in camps) + " | tg t/s " +
