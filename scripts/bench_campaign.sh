@@ -5,7 +5,7 @@
 #   scripts/bench_campaign.sh OUT_DIR MODEL...
 #   env: QEVAL (default build/release/src/qeval), BANDWIDTH (default
 #        build/release/bench/bench_memory_bandwidth; empty: no probes), CAMPAIGNS (default 2),
-#        ROUNDS (default 5), PROMPT (128), GEN (64), THREADS (2)
+#        ROUNDS (default 8), PROMPT (128), GEN (64), THREADS (2)
 #
 # Each campaign runs ROUNDS rounds; a round runs every MODEL once (`--reps 1 --warmup 1`), after a
 # 2-thread read-bandwidth probe (OUT_DIR/cC.rR.bw, for the roofline); round R starts at the R-th
@@ -25,7 +25,7 @@ bandwidth=${BANDWIDTH-build/release/bench/bench_memory_bandwidth}
 mkdir -p "$out"
 log="$out/log.txt"
 for camp in $(seq 1 "${CAMPAIGNS:-2}"); do
-  for round in $(seq 1 "${ROUNDS:-5}"); do
+  for round in $(seq 1 "${ROUNDS:-8}"); do
     bw=""
     if [[ -n "$bandwidth" ]]; then
       bw=$("$bandwidth" --benchmark_filter='BM_ReadBandwidth/2/' --benchmark_min_time=1 2>/dev/null | grep -o 'GB/s=[0-9.]*' | tr '\n' ' ' || true)
