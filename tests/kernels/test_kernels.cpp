@@ -1,7 +1,8 @@
 // Packed kernels: every instruction-set path (scalar, AVX2, AVX-512 where this CPU has them)
 // on odd shapes, against an independent double-precision reference built from this file's own
 // decoders, and against the scalar path. Tolerance: packed_matrix.h's summation bound
-// (n/8 + 64 + 2*outliers) * 2^-24 * sum|x_i w_i|; dequantize_rows must match bit for bit.
+// (n/8 + 64 + 2*outliers) * 2^-24 * sum|x_i w_i|; dequantize_rows must match bit for bit; the
+// many-row product (packed_gemm.h), where a matrix has one, within (n + 1) * 2^-24 * sum|x_i w_i|.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "qeval/kernels/packed_gemm.h"
 #include "qeval/kernels/packed_matrix.h"
 #include "qeval/util/half.h"
 #include "random_codes.h"
@@ -188,6 +190,34 @@ double bound(int64_t n, const RowRef& rr) {
   return (static_cast<double>(n) / 8.0 + 64.0 + 2.0 * static_cast<double>(rr.outliers)) * std::ldexp(1.0, -24) * rr.magnitude;
 }
 
+// Many activation rows (fewer than, and not a multiple of, the micro-kernel's 8) through gemm():
+// each output within the recursive-summation bound of the exact sum, and the same value however
+// the output range is split (uneven pieces, some shorter than a 32-feature panel).
+void check_gemm(const Fixture& fx, Isa isa) {
+  SCOPED_TRACE("gemm");
+  const int64_t rows = fx.m.rows, cols = fx.m.cols;
+  for (int64_t tokens : {1, 9, 17}) {
+    const auto xs = random_x(tokens * cols, 99 + static_cast<uint32_t>(tokens));
+    std::vector<float> y(static_cast<size_t>(tokens * rows)), y_split(static_cast<size_t>(tokens * rows));
+    gemm(fx.m, isa, xs.data(), tokens, y.data(), rows, 0, rows);
+    for (int64_t s = 0; s < rows;) {
+      const int64_t e = std::min(rows, s + 1 + 13 * (s % 3));
+      gemm(fx.m, isa, xs.data(), tokens, y_split.data(), rows, s, e);
+      s = e;
+    }
+    for (int64_t t = 0; t < tokens; ++t) {
+      const std::vector<float> x(xs.begin() + t * cols, xs.begin() + (t + 1) * cols);
+      for (int64_t r = 0; r < rows; ++r) {
+        const RowRef rr = row_ref(fx, r, x);
+        const size_t i = static_cast<size_t>(t * rows + r);
+        EXPECT_NEAR(y[i], rr.exact, static_cast<double>(cols + 1) * std::ldexp(1.0, -24) * rr.magnitude)
+            << "token " << t << " row " << r;
+        EXPECT_EQ(y[i], y_split[i]) << "token " << t << " row " << r << ": depends on the output range";
+      }
+    }
+  }
+}
+
 void check_all_paths(const Fixture& fx) {
   SCOPED_TRACE(fx.label);
   validate(fx.m, fx.label);
@@ -229,6 +259,7 @@ void check_all_paths(const Fixture& fx) {
       EXPECT_NEAR(y[static_cast<size_t>(r)], y_scalar[static_cast<size_t>(r)], 2 * tol) << "row " << r << " vs scalar";
       EXPECT_EQ(y[static_cast<size_t>(r)], y_split[static_cast<size_t>(r)]) << "row " << r << ": depends on the row range";
     }
+    if (gemm_supported(fx.m, isa)) check_gemm(fx, isa);
   }
   EXPECT_GE(paths, 1);
 }

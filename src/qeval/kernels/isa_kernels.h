@@ -9,6 +9,12 @@
 
 namespace qeval::kernels::detail {
 
+// Columns [begin, end) of a row.
+struct ColumnSpan {
+  int64_t begin = 0, end = 0;
+  int64_t width() const { return end - begin; }
+};
+
 // Exact weight of one element (the dequantizer's float operations), any format.
 float weight_at(const PackedMatrix& m, int64_t row, int64_t col);
 // Sum over row r's outliers of x_c * (v - w_grid) (0 without outliers).
@@ -21,6 +27,11 @@ void dequantize_scalar(const PackedMatrix& m, int64_t b, int64_t e, float* out);
 void gemv_avx2(const PackedMatrix& m, const float* x, const float* xp, float* y, int64_t b, int64_t e);
 void dequantize_avx2(const PackedMatrix& m, int64_t b, int64_t e, float* out);
 void gemv_avx512(const PackedMatrix& m, const float* x, const float* xp, float* y, int64_t b, int64_t e);
-void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e, float* out);
+// Columns `span` of rows [b, e) into rows of span.width() floats `ld` apart (span.begin a multiple
+// of 32, span.end a multiple of 32 or cols; outliers are not applied here: callers with a span
+// other than the whole row use matrices without outliers).
+void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e, ColumnSpan span, float* out, int64_t ld);
+// Many-row product (packed_gemm.h) on AVX-512.
+void gemm_avx512(const PackedMatrix& m, const float* x, int64_t rows, float* y, int64_t ldy, int64_t b, int64_t e);
 
 }  // namespace qeval::kernels::detail

@@ -270,76 +270,81 @@ QEVAL_AVX512 void gemv_avx512(const PackedMatrix& m, const float* x, const float
   if (r < e) rows_any<1>(m, r, x, xp, y + (r - b));
 }
 
-QEVAL_AVX512 void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e, float* out) {
-  const int64_t n = m.cols;
+QEVAL_AVX512 void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e, ColumnSpan span, float* out, int64_t ld) {
+  const int64_t cb = span.begin, ce = span.end;
   // Interleave even (lo) and odd (hi) elements of an Int4 32-chunk back into column order.
   const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   for (int64_t r = b; r < e; ++r) {
     const uint8_t* row = m.row(r);
-    float* o = out + (r - b) * n;
+    float* o = out + (r - b) * ld;  // column c at o[c - cb]
+    // Int8 / Int4: this row's scales and zeros, read inline (m.scale() / m.zero() are calls;
+    // with groups of 32 that was two calls per 32 weights). Per tensor: one group, index 0.
+    const size_t grp0 = static_cast<size_t>(m.scale_row_stride ? r * m.scale_row_stride : 0);
+    const float* row_scales = m.scales ? m.scales + grp0 : nullptr;
+    const float* row_zeros = m.zeros ? m.zeros + grp0 : nullptr;
+    const float zero_default = static_cast<float>(m.format == Format::Int4 ? 8 : 128);
     switch (m.format) {
       case Format::F16: {
-        int64_t c = 0;
-        for (; c + 16 <= n; c += 16)
-          _mm512_storeu_ps(o + c, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * c))));
-        if (c < n) {
-          const __mmask16 k = tail_mask(n - c);
-          _mm512_mask_storeu_ps(o + c, k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, row + 2 * c)));
+        int64_t c = cb;
+        for (; c + 16 <= ce; c += 16)
+          _mm512_storeu_ps(o + (c - cb), _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * c))));
+        if (c < ce) {
+          const __mmask16 k = tail_mask(ce - c);
+          _mm512_mask_storeu_ps(o + (c - cb), k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, row + 2 * c)));
         }
         break;
       }
       case Format::Q8_0:
-        for (int64_t blk = 0; blk < n / 32; ++blk) {
+        for (int64_t blk = cb / 32; blk < ce / 32; ++blk) {
           const uint8_t* p = row + 34 * blk;
           const __m512 d = _mm512_set1_ps(half_scalar(p));
-          _mm512_storeu_ps(o + 32 * blk, q8_weights(p + 2, d));
-          _mm512_storeu_ps(o + 32 * blk + 16, q8_weights(p + 18, d));
+          _mm512_storeu_ps(o + (32 * blk - cb), q8_weights(p + 2, d));
+          _mm512_storeu_ps(o + (32 * blk - cb) + 16, q8_weights(p + 18, d));
         }
         break;
       case Format::Q4_0:
       case Format::Q4_1: {
         const size_t bb = m.format == Format::Q4_0 ? 18 : 20;
-        for (int64_t blk = 0; blk < n / 32; ++blk) {
+        for (int64_t blk = cb / 32; blk < ce / 32; ++blk) {
           const uint8_t* p = row + bb * static_cast<size_t>(blk);
           const __m512 lut = q4_lut(m.format, p);
           const __m512i v = bytes16(p + bb - 16);
-          _mm512_storeu_ps(o + 32 * blk, _mm512_permutexvar_ps(v, lut));
-          _mm512_storeu_ps(o + 32 * blk + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut));
+          _mm512_storeu_ps(o + (32 * blk - cb), _mm512_permutexvar_ps(v, lut));
+          _mm512_storeu_ps(o + (32 * blk - cb) + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut));
         }
         break;
       }
-      case Format::Int8: {
-        const int64_t ng = m.scale_row_stride ? m.scale_row_stride : 1;
-        for (int64_t g = 0; g < ng; ++g) {
-          const int64_t c0 = g * m.group_size, c1 = std::min(n, c0 + m.group_size);
-          const __m512 s = _mm512_set1_ps(m.scale(r, g)), z = _mm512_set1_ps(m.zero(r, g));
+      case Format::Int8:
+        for (int64_t g = cb / m.group_size; g * m.group_size < ce; ++g) {
+          const int64_t c0 = std::max(cb, g * m.group_size), c1 = std::min(ce, (g + 1) * m.group_size);
+          const __m512 s = _mm512_set1_ps(row_scales[g]), z = _mm512_set1_ps(row_zeros ? row_zeros[g] : zero_default);
           int64_t c = c0;
-          for (; c + 16 <= c1; c += 16) _mm512_storeu_ps(o + c, int8_weights(row + c, s, z));
+          for (; c + 16 <= c1; c += 16) _mm512_storeu_ps(o + (c - cb), int8_weights(row + c, s, z));
           if (c < c1) {
             const __mmask16 k = tail_mask(c1 - c);
-            _mm512_mask_storeu_ps(o + c, k, int8_weights_masked(row + c, k, s, z));
+            _mm512_mask_storeu_ps(o + (c - cb), k, int8_weights_masked(row + c, k, s, z));
           }
         }
         break;
-      }
-      case Format::Int4: {
-        const int64_t ng = m.scale_row_stride ? m.scale_row_stride : 1;
-        for (int64_t g = 0; g < ng; ++g) {
-          const int64_t c0 = g * m.group_size, c1 = std::min(n, c0 + m.group_size), cf = c0 + (c1 - c0) / 32 * 32;
-          const __m512 lut = int_lut(m, r, g);
+      case Format::Int4:
+        // Chunks start at group starts or at cb: multiples of 32 either way (usable_isa).
+        for (int64_t g = cb / m.group_size; g * m.group_size < ce; ++g) {
+          const int64_t c0 = std::max(cb, g * m.group_size), c1 = std::min(ce, (g + 1) * m.group_size);
+          const int64_t cf = c0 + (c1 - c0) / 32 * 32;
+          const __m512 lut = _mm512_mul_ps(_mm512_set1_ps(row_scales[g]),
+                                            _mm512_sub_ps(iota16(), _mm512_set1_ps(row_zeros ? row_zeros[g] : zero_default)));
           for (int64_t c = c0; c < cf; c += 32) {
             const __m512i v = bytes16(row + c / 2);
             const __m512 ev = _mm512_permutexvar_ps(v, lut), od = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
-            _mm512_storeu_ps(o + c, _mm512_permutex2var_ps(ev, lo_idx, od));
-            _mm512_storeu_ps(o + c + 16, _mm512_permutex2var_ps(ev, hi_idx, od));
+            _mm512_storeu_ps(o + (c - cb), _mm512_permutex2var_ps(ev, lo_idx, od));
+            _mm512_storeu_ps(o + (c - cb) + 16, _mm512_permutex2var_ps(ev, hi_idx, od));
           }
-          for (int64_t c = cf; c < c1; ++c) o[c] = weight_at(m, r, c);
+          for (int64_t c = cf; c < c1; ++c) o[c - cb] = weight_at(m, r, c);
         }
         break;
-      }
     }
-    apply_outliers(m, r, o);
+    if (cb == 0 && ce == m.cols) apply_outliers(m, r, o);
   }
 }
 
@@ -351,7 +356,9 @@ namespace qeval::kernels::detail {
 void gemv_avx512(const PackedMatrix& m, const float* x, const float*, float* y, int64_t b, int64_t e) {
   gemv_scalar(m, x, y, b, e);
 }
-void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e, float* out) { dequantize_scalar(m, b, e, out); }
+void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e, ColumnSpan, float* out, int64_t) {
+  dequantize_scalar(m, b, e, out);
+}
 }  // namespace qeval::kernels::detail
 
 #endif

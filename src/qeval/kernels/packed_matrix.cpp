@@ -120,7 +120,7 @@ void gemv(const PackedMatrix& m, Isa isa, const float* x, const float* prepared,
 
 void dequantize_rows(const PackedMatrix& m, Isa isa, int64_t b, int64_t e, float* out) {
   switch (isa) {
-    case Isa::Avx512: return detail::dequantize_avx512(m, b, e, out);
+    case Isa::Avx512: return detail::dequantize_avx512(m, b, e, detail::ColumnSpan{0, m.cols}, out, m.cols);
     case Isa::Avx2: return detail::dequantize_avx2(m, b, e, out);
     case Isa::Scalar: return detail::dequantize_scalar(m, b, e, out);
   }

@@ -1,8 +1,8 @@
 #pragma once
 // Packed low-bit weight matrices and the kernels that multiply by them without expanding them
 // to a full float matrix: a GEMV over a range of output rows (decode; the caller splits rows
-// between threads) and dequantization of a range of rows into a small float scratch (the
-// caller runs sgemm on such tiles for many activation rows). Instruction set chosen at run
+// between threads) and dequantization of a range of rows into a small float scratch (for
+// sgemm on such tiles where packed_gemm.h's many-row product has no path). Instruction set chosen at run
 // time (cpu.h): AVX-512 (F/BW/VL + F16C), AVX2 (+FMA, F16C), or portable scalar code. No
 // -march flags: ISA code is compiled per function with target attributes.
 //
