@@ -9,17 +9,7 @@
 #include "qeval/kernels/isa_kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-
-// GCC 12's AVX-512 headers build "undefined" vectors by self-initialization (__m512 __Y = __Y),
-// which -Wuninitialized reports at every inlined use; the values are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
-#define QEVAL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
-#define QEVAL_AVX512_INLINE inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#include "qeval/kernels/avx512_target.h"
 
 namespace qeval::kernels::detail {
 namespace {
