@@ -268,12 +268,6 @@ QEVAL_AVX512 void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e,
   for (int64_t r = b; r < e; ++r) {
     const uint8_t* row = m.row(r);
     float* o = out + (r - b) * ld;  // column c at o[c - cb]
-    // Int8 / Int4: this row's scales and zeros, read inline (m.scale() / m.zero() are calls;
-    // with groups of 32 that was two calls per 32 weights). Per tensor: one group, index 0.
-    const size_t grp0 = static_cast<size_t>(m.scale_row_stride ? r * m.scale_row_stride : 0);
-    const float* row_scales = m.scales ? m.scales + grp0 : nullptr;
-    const float* row_zeros = m.zeros ? m.zeros + grp0 : nullptr;
-    const float zero_default = static_cast<float>(m.format == Format::Int4 ? 8 : 128);
     switch (m.format) {
       case Format::F16: {
         int64_t c = cb;
@@ -308,7 +302,7 @@ QEVAL_AVX512 void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e,
       case Format::Int8:
         for (int64_t g = cb / m.group_size; g * m.group_size < ce; ++g) {
           const int64_t c0 = std::max(cb, g * m.group_size), c1 = std::min(ce, (g + 1) * m.group_size);
-          const __m512 s = _mm512_set1_ps(row_scales[g]), z = _mm512_set1_ps(row_zeros ? row_zeros[g] : zero_default);
+          const __m512 s = _mm512_set1_ps(m.scale(r, g)), z = _mm512_set1_ps(m.zero(r, g));
           int64_t c = c0;
           for (; c + 16 <= c1; c += 16) _mm512_storeu_ps(o + (c - cb), int8_weights(row + c, s, z));
           if (c < c1) {
@@ -322,8 +316,7 @@ QEVAL_AVX512 void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e,
         for (int64_t g = cb / m.group_size; g * m.group_size < ce; ++g) {
           const int64_t c0 = std::max(cb, g * m.group_size), c1 = std::min(ce, (g + 1) * m.group_size);
           const int64_t cf = c0 + (c1 - c0) / 32 * 32;
-          const __m512 lut = _mm512_mul_ps(_mm512_set1_ps(row_scales[g]),
-                                            _mm512_sub_ps(iota16(), _mm512_set1_ps(row_zeros ? row_zeros[g] : zero_default)));
+          const __m512 lut = int_lut(m, r, g);
           for (int64_t c = c0; c < cf; c += 32) {
             const __m512i v = bytes16(row + c / 2);
             const __m512 ev = _mm512_permutexvar_ps(v, lut), od = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);

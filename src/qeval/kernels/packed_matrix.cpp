@@ -21,19 +21,6 @@ const char* format_name(Format f) {
   return "?";
 }
 
-int PackedMatrix::bits() const {
-  switch (format) {
-    case Format::F16: return 16;
-    case Format::Q8_0:
-    case Format::Int8: return 8;
-    default: return 4;
-  }
-}
-
-float PackedMatrix::scale(int64_t r, int64_t g) const { return scales[r * scale_row_stride + g]; }
-float PackedMatrix::zero(int64_t r, int64_t g) const {
-  return zeros ? zeros[r * scale_row_stride + g] : static_cast<float>(1 << (bits() - 1));
-}
 
 size_t PackedMatrix::storage_bytes() const {
   size_t n = row_bytes * static_cast<size_t>(rows);

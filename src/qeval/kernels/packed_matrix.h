@@ -69,9 +69,19 @@ struct PackedMatrix {
   const int32_t* outlier_cols = nullptr;
   const float* outlier_values = nullptr;
 
-  int bits() const;
-  float zero(int64_t row, int64_t group) const;
-  float scale(int64_t row, int64_t group) const;
+  // Inline: the kernels read a scale and a zero-point per group of as few as 32 weights.
+  int bits() const {
+    switch (format) {
+      case Format::F16: return 16;
+      case Format::Q8_0:
+      case Format::Int8: return 8;
+      default: return 4;
+    }
+  }
+  float scale(int64_t row, int64_t group) const { return scales[row * scale_row_stride + group]; }
+  float zero(int64_t row, int64_t group) const {
+    return zeros ? zeros[row * scale_row_stride + group] : static_cast<float>(1 << (bits() - 1));
+  }
   const uint8_t* row(int64_t logical) const {
     return data + static_cast<size_t>(row_order ? row_order[logical] : logical) * row_bytes;
   }
