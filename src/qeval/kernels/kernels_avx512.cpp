@@ -2,9 +2,10 @@
 // exactness argument: every weight is formed with the dequantizer's own float operations.
 // 4-bit codes index a 16-entry table of exact weights per group / block (vpermps uses the low
 // 4 bits of each 32-bit index, so a zero-extended byte selects its low nibble directly and the
-// byte shifted right by 4 its high nibble). Two output rows are processed together (four
+// byte shifted right by 4 its high nibble). Four output rows are processed together (eight
 // independent accumulators) to keep the FMA pipes busy; the activation loads are shared.
 #include <algorithm>
+#include <cmath>
 
 #include "qeval/kernels/isa_kernels.h"
 
@@ -28,18 +29,13 @@ QEVAL_AVX512_INLINE __m512i bytes16(const uint8_t* p) {
   return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// Weights stream from memory once per token: each row loop asks for the bytes R rows ahead (the
-// next rows of this thread's range) so that the loads overlap the arithmetic (+25 % decode
-// tokens/s measured on the integer path; the hardware prefetcher alone falls behind).
+// Weights stream from memory once per token: each row loop asks for the bytes two row blocks
+// ahead (2R rows of this thread's range) into L2, so that the loads overlap the arithmetic; the
+// hardware prefetcher alone falls behind. bench_kernels BM_DramGemv, 2 threads, against one block
+// ahead into L1: F16 23-27 -> 35-37 GB/s; W8 21-24 -> 26-30, Q8_0 18-22 -> 25-33 (ggml blocks:
+// one request per block, at its last byte, so that no line of a row is skipped).
 template <int R>
 QEVAL_AVX512_INLINE void prefetch_ahead(const uint8_t* p, size_t row_bytes) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + R * row_bytes), _MM_HINT_T0);
-}
-// F16 does little arithmetic per byte: it keeps up with DRAM only when the lines are asked for
-// further ahead, two row blocks into L2 (bench_kernels BM_DramGemv/f16: 23-27 -> 35-37 GB/s; the
-// arithmetic-bound formats measured no better, Q8_0 / Q4_0 worse, so they keep prefetch_ahead).
-template <int R>
-QEVAL_AVX512_INLINE void prefetch_far_ahead(const uint8_t* p, size_t row_bytes) {
   _mm_prefetch(reinterpret_cast<const char*>(p + 2 * R * row_bytes), _MM_HINT_T1);
 }
 
@@ -69,7 +65,7 @@ QEVAL_AVX512_INLINE __m512 q8_weights(const uint8_t* p, __m512 d) {
 // R output rows processed together: their row pointers and two zeroed accumulators each.
 template <int R>
 QEVAL_AVX512_INLINE void start_rows(const PackedMatrix& m, int64_t r0, const uint8_t** row, __m512 (*acc)[2]) {
-  for (int r = 0; r < R; ++r) {
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
     row[r] = m.row(r0 + r);
     acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   }
@@ -85,8 +81,8 @@ QEVAL_AVX512 void rows_f16(const PackedMatrix& m, int64_t r0, const float* x, fl
   int64_t c = 0;
   for (; c + 32 <= n; c += 32) {
     const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
-    for (int r = 0; r < R; ++r) {
-      prefetch_far_ahead<R>(row[r] + 2 * c, m.row_bytes);
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+      prefetch_ahead<R>(row[r] + 2 * c, m.row_bytes);
       acc[r][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[r] + 2 * c))), x0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[r] + 2 * c + 32))), x1, acc[r][1]);
     }
@@ -94,10 +90,10 @@ QEVAL_AVX512 void rows_f16(const PackedMatrix& m, int64_t r0, const float* x, fl
   for (; c < n; c += 16) {
     const __mmask16 k = tail_mask(std::min<int64_t>(16, n - c));
     const __m512 xv = _mm512_maskz_loadu_ps(k, x + c);
-    for (int r = 0; r < R; ++r)
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r)
       acc[r][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, row[r] + 2 * c)), xv, acc[r][0]);
   }
-  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
 }
 
 template <int R>
@@ -107,15 +103,15 @@ QEVAL_AVX512 void rows_q8_0(const PackedMatrix& m, int64_t r0, const float* x, f
   start_rows<R>(m, r0, row, acc);
   for (int64_t b = 0; b < m.cols / 32; ++b) {
     const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
-    for (int r = 0; r < R; ++r) {
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
       const uint8_t* blk = row[r] + 34 * b;
-      if ((b & 1) == 0) prefetch_ahead<R>(blk, m.row_bytes);
+      prefetch_ahead<R>(blk + 33, m.row_bytes);
       const __m512 d = _mm512_set1_ps(half_scalar(blk));
       acc[r][0] = _mm512_fmadd_ps(q8_weights(blk + 2, d), x0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(q8_weights(blk + 18, d), x1, acc[r][1]);
     }
   }
-  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
 }
 
 template <int R>
@@ -127,16 +123,16 @@ QEVAL_AVX512 void rows_q4(const PackedMatrix& m, int64_t r0, const float* x, flo
   start_rows<R>(m, r0, row, acc);
   for (int64_t b = 0; b < m.cols / 32; ++b) {
     const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
-    for (int r = 0; r < R; ++r) {
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
       const uint8_t* blk = row[r] + bb * static_cast<size_t>(b);
-      if ((b & 3) == 0) prefetch_ahead<R>(blk, m.row_bytes);
+      prefetch_ahead<R>(blk + bb - 1, m.row_bytes);
       const __m512 lut = q4_lut(m.format, blk);
       const __m512i v = bytes16(blk + qoff);
       acc[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, lut), x0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut), x1, acc[r][1]);
     }
   }
-  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
 }
 
 // Int8: the group's scale is applied once per group, not per weight: each group accumulates
@@ -153,14 +149,14 @@ QEVAL_AVX512 void rows_int8(const PackedMatrix& m, int64_t r0, const float* x, f
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t c0 = g * gs, c1 = std::min(n, c0 + gs);
     __m512 z[R], gacc[R][2];
-    for (int r = 0; r < R; ++r) {
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
       z[r] = _mm512_set1_ps(m.zero(r0 + r, g));
       gacc[r][0] = gacc[r][1] = _mm512_setzero_ps();
     }
     int64_t c = c0;
     for (; c + 32 <= c1; c += 32) {
       const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
-      for (int r = 0; r < R; ++r) {
+      QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
         if ((c & 63) == 0) prefetch_ahead<R>(row[r] + c, m.row_bytes);
         gacc[r][0] = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(bytes16(row[r] + c)), z[r]), x0, gacc[r][0]);
         gacc[r][1] = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(bytes16(row[r] + c + 16)), z[r]), x1, gacc[r][1]);
@@ -169,25 +165,25 @@ QEVAL_AVX512 void rows_int8(const PackedMatrix& m, int64_t r0, const float* x, f
     for (; c < c1; c += 16) {
       const __mmask16 k = tail_mask(std::min<int64_t>(16, c1 - c));
       const __m512 xv = _mm512_maskz_loadu_ps(k, x + c);
-      for (int r = 0; r < R; ++r) {
+      QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
         const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, row[r] + c)));
         gacc[r][0] = _mm512_fmadd_ps(_mm512_maskz_sub_ps(k, q, z[r]), xv, gacc[r][0]);
       }
     }
-    for (int r = 0; r < R; ++r) {
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
       const __m512 s = _mm512_set1_ps(m.scale(r0 + r, g));
       acc[r][0] = _mm512_fmadd_ps(s, gacc[r][0], acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(s, gacc[r][1], acc[r][1]);
     }
   }
-  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]);
 }
 
 // Nibble K of every 32-bit word of a 128-code chunk, for R rows (immediate shift counts).
 template <int R, int K>
 QEVAL_AVX512_INLINE void nibble_step(const __m512i* v, const __m512* lut, const float* xc, __m512 (*acc)[2]) {
   const __m512 xk = _mm512_loadu_ps(xc + 16 * K);
-  for (int r = 0; r < R; ++r) {
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
     const __m512i idx = K == 0 ? v[r] : _mm512_srli_epi32(v[r], 4 * K);
     acc[r][K & 1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, lut[r]), xk, acc[r][K & 1]);
   }
@@ -206,12 +202,12 @@ QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, c
     const int64_t c0 = g * gs, c1 = std::min(n, c0 + gs);
     const int64_t c128 = c0 + (c1 - c0) / 128 * 128, cf = c128 + (c1 - c128) / 32 * 32;
     __m512 lut[R];
-    for (int r = 0; r < R; ++r) lut[r] = int_lut(m, r0 + r, g);
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) lut[r] = int_lut(m, r0 + r, g);
     // 128 codes = one 64-byte load; nibble k of every 32-bit word is selected by shifting the
     // word right by 4k (vpermps reads only the low 4 bits of each index).
     for (int64_t c = c0; c < c128; c += 128) {
       __m512i v[R];
-      for (int r = 0; r < R; ++r) {
+      QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
         prefetch_ahead<R>(row[r] + c / 2, m.row_bytes);
         v[r] = _mm512_loadu_si512(row[r] + c / 2);
       }
@@ -226,16 +222,19 @@ QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, c
     }
     for (int64_t c = c128; c < cf; c += 32) {
       const __m512 xe = _mm512_loadu_ps(xp + c), xo = _mm512_loadu_ps(xp + c + 16);
-      for (int r = 0; r < R; ++r) {
+      QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+        if ((c & 127) == 0) prefetch_ahead<R>(row[r] + c / 2, m.row_bytes);  // a line holds 128 codes
         const __m512i v = bytes16(row[r] + c / 2);
         acc[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, lut[r]), xe, acc[r][0]);
         acc[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]), xo, acc[r][1]);
       }
     }
+    // An explicit FMA: whether "+= x * w" is contracted may not depend on how the row loop is
+    // unrolled (a row's result must not depend on the rows computed with it).
     for (int64_t c = cf; c < c1; ++c)
-      for (int r = 0; r < R; ++r) tail[r] += x[c] * weight_at(m, r0 + r, c);
+      QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) tail[r] = std::fma(x[c], weight_at(m, r0 + r, c), tail[r]);
   }
-  for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]) + tail[r];
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]) + tail[r];
 }
 
 template <int R>
@@ -249,13 +248,14 @@ QEVAL_AVX512 void rows_any(const PackedMatrix& m, int64_t r0, const float* x, co
     case Format::Int4: rows_int4<R>(m, r0, x, xp, y); break;
   }
   if (m.outlier_row_ptr)
-    for (int r = 0; r < R; ++r) y[r] += outlier_correction(m, r0 + r, x);
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] += outlier_correction(m, r0 + r, x);
 }
 
 }  // namespace
 
 QEVAL_AVX512 void gemv_avx512(const PackedMatrix& m, const float* x, const float* xp, float* y, int64_t b, int64_t e) {
   int64_t r = b;
+  for (; r + 4 <= e; r += 4) rows_any<4>(m, r, x, xp, y + (r - b));
   for (; r + 2 <= e; r += 2) rows_any<2>(m, r, x, xp, y + (r - b));
   if (r < e) rows_any<1>(m, r, x, xp, y + (r - b));
 }

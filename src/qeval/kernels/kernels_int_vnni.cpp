@@ -11,13 +11,7 @@
 #include "qeval/kernels/int_kernels_internal.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-
-// GCC 12's AVX-512 headers build "undefined" vectors by self-initialization; see kernels_avx512.cpp.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "qeval/kernels/avx512_target.h"
 
 #define QEVAL_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2")))
 // The activation quantizer needs only AVX-512 F/BW (it runs wherever the float kernels' AVX-512 path does).
@@ -128,10 +122,8 @@ QEVAL_VNNI_INLINE void rows_int(const PackedMatrix& m, int64_t r0, const int8_t*
 // asymmetric grids), the form of the bound in int8_activation.h.
 //
 // The loops are written so that GCC keeps the R accumulators in registers: the row loops are
-// unrolled (otherwise the arrays live on the stack, one store-to-load round trip per chunk), and
-// every choice (zero-points, lanes per group, the row's partial last chunk) is made outside the
-// chunk loop.
-#define QEVAL_UNROLL_ROWS _Pragma("GCC unroll 4")
+// unrolled (QEVAL_UNROLL_ROWS), and every choice (zero-points, lanes per group, the row's partial
+// last chunk) is made outside the chunk loop.
 
 // Chunk k of R rows: the exact 8-element sums of every lane. `whole`: all 64 bytes lie in the row.
 template <int R>
