@@ -101,7 +101,7 @@ QEVAL_AVX512_INLINE void prefetch_panel(const PackedMatrix& m, int64_t b, int64_
   const size_t first = static_cast<size_t>(span.begin) * m.row_bytes / static_cast<size_t>(m.cols);
   const size_t last = static_cast<size_t>(span.end) * m.row_bytes / static_cast<size_t>(m.cols);
   for (int64_t r = b; r < e; ++r)
-    for (size_t off = first; off < last; off += 64) _mm_prefetch(reinterpret_cast<const char*>(m.row(r) + off), _MM_HINT_T1);
+    for (size_t off = first; off < last; off += 64) _mm_prefetch(reinterpret_cast<const char*>(m.row(r) + off), _MM_HINT_T0);
 }
 
 using MicroKernel = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, __mmask16, __mmask16, bool);
