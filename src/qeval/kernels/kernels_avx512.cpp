@@ -311,21 +311,26 @@ QEVAL_AVX512 void dequantize_avx512(const PackedMatrix& m, int64_t b, int64_t e,
           }
         }
         break;
-      case Format::Int4:
-        // Chunks start at group starts or at cb: multiples of 32 either way (usable_isa).
-        for (int64_t g = cb / m.group_size; g * m.group_size < ce; ++g) {
-          const int64_t c0 = std::max(cb, g * m.group_size), c1 = std::min(ce, (g + 1) * m.group_size);
-          const int64_t cf = c0 + (c1 - c0) / 32 * 32;
-          const __m512 lut = int_lut(m, r, g);
-          for (int64_t c = c0; c < cf; c += 32) {
-            const __m512i v = bytes16(row + c / 2);
-            const __m512 ev = _mm512_permutexvar_ps(v, lut), od = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
-            _mm512_storeu_ps(o + (c - cb), _mm512_permutex2var_ps(ev, lo_idx, od));
-            _mm512_storeu_ps(o + (c - cb) + 16, _mm512_permutex2var_ps(ev, hi_idx, od));
+      case Format::Int4: {
+        // 32-element chunks from cb, a multiple of 32; groups are multiples of 32 (usable_isa), so
+        // no chunk straddles two groups and only a short last group leaves a scalar tail. The
+        // table is rebuilt where a group starts (per chunk for groups of 32: no inner loop).
+        int64_t c = cb, g = cb / m.group_size, group_end = (g + 1) * m.group_size;
+        __m512 lut = int_lut(m, r, g);
+        for (; c + 32 <= ce; c += 32) {
+          if (c >= group_end) {
+            g = c / m.group_size;
+            group_end = (g + 1) * m.group_size;
+            lut = int_lut(m, r, g);
           }
-          for (int64_t c = cf; c < c1; ++c) o[c - cb] = weight_at(m, r, c);
+          const __m512i v = bytes16(row + c / 2);
+          const __m512 ev = _mm512_permutexvar_ps(v, lut), od = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+          _mm512_storeu_ps(o + (c - cb), _mm512_permutex2var_ps(ev, lo_idx, od));
+          _mm512_storeu_ps(o + (c - cb) + 16, _mm512_permutex2var_ps(ev, hi_idx, od));
         }
+        for (; c < ce; ++c) o[c - cb] = weight_at(m, r, c);
         break;
+      }
     }
     if (cb == 0 && ce == m.cols) apply_outliers(m, r, o);
   }
