@@ -1,6 +1,7 @@
 #pragma once
 // Internal: the function target of the AVX-512 (F/BW/VL + F16C + FMA) kernels
-// (kernels_avx512.cpp, kernels_gemm_avx512.cpp, kernels_int_vnni.cpp). Include on x86-64 with GCC or Clang only.
+// (kernels_avx512.cpp, kernels_gemm_avx512.cpp; kernels_int_vnni.cpp uses the rest). Include on
+// x86-64 with GCC or Clang only.
 #include <immintrin.h>
 
 // GCC 12's AVX-512 headers build "undefined" vectors by self-initialization (__m512 __Y = __Y),

@@ -22,6 +22,10 @@ float outlier_correction(const PackedMatrix& m, int64_t row, const float* x);
 // Overwrite row r's outlier positions in a dequantized row.
 void apply_outliers(const PackedMatrix& m, int64_t row, float* out);
 
+// Int4 in groups of 32 or 64: the AVX-512 GEMV reads 128-code chunks across group boundaries
+// (and prepare_activation orders the activation for it).
+bool int4_small_groups(const PackedMatrix& m);
+
 void gemv_scalar(const PackedMatrix& m, const float* x, float* y, int64_t b, int64_t e);
 void dequantize_scalar(const PackedMatrix& m, int64_t b, int64_t e, float* out);
 void gemv_avx2(const PackedMatrix& m, const float* x, const float* xp, float* y, int64_t b, int64_t e);

@@ -189,6 +189,27 @@ QEVAL_AVX512_INLINE void nibble_step(const __m512i* v, const __m512* lut, const 
   }
 }
 
+// One 32-code chunk of R rows (16 bytes each; xp in the even-then-odd order), each row with its table.
+template <int R>
+QEVAL_AVX512_INLINE void chunk32_step(const PackedMatrix& m, const uint8_t* const* row, int64_t c, const __m512* lut,
+                                      const float* xp, __m512 (*acc)[2]) {
+  const __m512 xe = _mm512_loadu_ps(xp + c), xo = _mm512_loadu_ps(xp + c + 16);
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+    if ((c & 127) == 0) prefetch_ahead<R>(row[r] + c / 2, m.row_bytes);  // a line holds 128 codes
+    const __m512i v = bytes16(row[r] + c / 2);
+    acc[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, lut[r]), xe, acc[r][0]);
+    acc[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]), xo, acc[r][1]);
+  }
+}
+
+// Columns [c0, c1) one by one. An explicit FMA: whether "+= x * w" is contracted may not depend
+// on how the row loop is unrolled (a row's result must not depend on the rows computed with it).
+template <int R>
+QEVAL_AVX512_INLINE void int4_tail(const PackedMatrix& m, int64_t r0, const float* x, int64_t c0, int64_t c1, float* tail) {
+  for (int64_t c = c0; c < c1; ++c)
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) tail[r] = std::fma(x[c], weight_at(m, r0 + r, c), tail[r]);
+}
+
 // xp: the activation in the nibble order of prepare_activation.
 template <int R>
 QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, const float* xp, float* y) {
@@ -220,20 +241,66 @@ QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, c
       nibble_step<R, 6>(v, lut, xp + c, acc);
       nibble_step<R, 7>(v, lut, xp + c, acc);
     }
-    for (int64_t c = c128; c < cf; c += 32) {
-      const __m512 xe = _mm512_loadu_ps(xp + c), xo = _mm512_loadu_ps(xp + c + 16);
+    for (int64_t c = c128; c < cf; c += 32) chunk32_step<R>(m, row, c, lut, xp, acc);
+    int4_tail<R>(m, r0, x, cf, c1, tail);
+  }
+  QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]) + tail[r];
+}
+
+// Int4 in groups of 32 or 64 (int4_small_groups): a 128-code chunk spans 4 or 2 groups, and
+// 32-bit word j of it (codes 8j .. 8j + 7) lies in group (c + 8j) / group_size, so lane j's
+// products belong to one group. The chunk is multiplied with one table of float(q) - z for all
+// lanes (z the constant 8 when symmetric, subtracted per lane otherwise), and each lane's sum
+// of 4 products is scaled by its group's scale: no table per group of 32, the scale applied
+// once per 4 products, as the Int8 kernel applies it once per group (packed_matrix.h's bound
+// covers the extra rounding). The columns after the last whole chunk take the per-group path.
+// Lane j of the result = v[lane_group[j]] (the chunk's per-group values spread over their lanes).
+QEVAL_AVX512_INLINE __m512 per_lane(__m512i lane_group, __mmask8 groups, const float* v) {
+  return _mm512_permutexvar_ps(lane_group, _mm512_castps128_ps512(_mm_maskz_loadu_ps(groups, v)));
+}
+
+template <int R, bool Asym>
+QEVAL_AVX512 void rows_int4_small_groups(const PackedMatrix& m, int64_t r0, const float* x, const float* xp, float* y) {
+  const int64_t n = m.cols, gs = m.group_size, c128 = n / 128 * 128, cf = n / 32 * 32;
+  // Lane j -> the chunk's group of word j; the first 128 / gs entries of scales / zeros are read.
+  const __m512i lane_group = gs == 32 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                                      : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __mmask8 groups = gs == 32 ? 0x0F : 0x03;
+  const __m512 table = Asym ? iota16() : _mm512_sub_ps(iota16(), _mm512_set1_ps(m.zero(r0, 0)));
+  const uint8_t* row[R];
+  __m512 acc[R][2];
+  float tail[R] = {};
+  start_rows<R>(m, r0, row, acc);
+  for (int64_t c = 0; c < c128; c += 128) {
+    __m512i v[R];
+    __m512 s[R], z[R], t[R][2];
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+      prefetch_ahead<R>(row[r] + c / 2, m.row_bytes);
+      v[r] = _mm512_loadu_si512(row[r] + c / 2);
+      const int64_t g = (r0 + r) * m.scale_row_stride + c / gs;
+      s[r] = per_lane(lane_group, groups, m.scales + g);
+      z[r] = Asym ? per_lane(lane_group, groups, m.zeros + g) : _mm512_setzero_ps();
+    }
+    _Pragma("GCC unroll 8") for (int k = 0; k < 8; ++k) {
+      const __m512 xk = _mm512_loadu_ps(xp + c + 16 * k);
       QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
-        if ((c & 127) == 0) prefetch_ahead<R>(row[r] + c / 2, m.row_bytes);  // a line holds 128 codes
-        const __m512i v = bytes16(row[r] + c / 2);
-        acc[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, lut[r]), xe, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]), xo, acc[r][1]);
+        __m512 w = _mm512_permutexvar_ps(k == 0 ? v[r] : _mm512_srli_epi32(v[r], 4 * k), table);
+        if (Asym) w = _mm512_sub_ps(w, z[r]);
+        t[r][k & 1] = k < 2 ? _mm512_mul_ps(w, xk) : _mm512_fmadd_ps(w, xk, t[r][k & 1]);
       }
     }
-    // An explicit FMA: whether "+= x * w" is contracted may not depend on how the row loop is
-    // unrolled (a row's result must not depend on the rows computed with it).
-    for (int64_t c = cf; c < c1; ++c)
-      QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) tail[r] = std::fma(x[c], weight_at(m, r0 + r, c), tail[r]);
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm512_fmadd_ps(s[r], t[r][0], acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(s[r], t[r][1], acc[r][1]);
+    }
   }
+  // No 32-chunk straddles two groups (groups are multiples of 32, usable_isa).
+  for (int64_t c = c128; c < cf; c += 32) {
+    __m512 lut[R];
+    QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) lut[r] = int_lut(m, r0 + r, c / gs);
+    chunk32_step<R>(m, row, c, lut, xp, acc);
+  }
+  int4_tail<R>(m, r0, x, cf, n, tail);
   QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]) + tail[r];
 }
 
@@ -245,7 +312,11 @@ QEVAL_AVX512 void rows_any(const PackedMatrix& m, int64_t r0, const float* x, co
     case Format::Q4_0:
     case Format::Q4_1: rows_q4<R>(m, r0, x, y); break;
     case Format::Int8: rows_int8<R>(m, r0, x, y); break;
-    case Format::Int4: rows_int4<R>(m, r0, x, xp, y); break;
+    case Format::Int4:
+      if (!int4_small_groups(m)) rows_int4<R>(m, r0, x, xp, y);
+      else if (m.zeros) rows_int4_small_groups<R, true>(m, r0, x, xp, y);
+      else rows_int4_small_groups<R, false>(m, r0, x, xp, y);
+      break;
   }
   if (m.outlier_row_ptr)
     QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] += outlier_correction(m, r0 + r, x);

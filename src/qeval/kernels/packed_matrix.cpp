@@ -77,22 +77,37 @@ size_t activation_scratch_floats(const PackedMatrix& m) {
   return m.format == Format::Int4 ? static_cast<size_t>(m.cols) : 0;
 }
 
+namespace {
+// Element 8j + k of the 128 elements at c moves to 16k + j: nibble k of 32-bit word j.
+void order_chunk128(const float* x, int64_t c, float* out) {
+  for (int k = 0; k < 8; ++k)
+    for (int j = 0; j < 16; ++j) out[c + 16 * k + j] = x[c + 8 * j + k];
+}
+// The 16 even elements of the 32 at c, then the 16 odd ones.
+void order_chunk32(const float* x, int64_t c, float* out) {
+  for (int j = 0; j < 16; ++j) {
+    out[c + j] = x[c + 2 * j];
+    out[c + 16 + j] = x[c + 2 * j + 1];
+  }
+}
+}  // namespace
+
 const float* prepare_activation(const PackedMatrix& m, Isa isa, const float* x, float* scratch) {
   if (m.format != Format::Int4 || isa == Isa::Scalar) return x;
   const int64_t n = m.cols, ng = m.scale_row_stride ? m.scale_row_stride : 1;
   std::copy(x, x + n, scratch);
+  if (isa == Isa::Avx512 && detail::int4_small_groups(m)) {  // 128-chunks across groups, then 32-chunks
+    int64_t c = 0;
+    for (; c + 128 <= n; c += 128) order_chunk128(x, c, scratch);
+    for (; c + 32 <= n; c += 32) order_chunk32(x, c, scratch);
+    return scratch;
+  }
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t c0 = g * m.group_size, c1 = std::min(n, c0 + m.group_size);
     int64_t c = c0;
-    if (isa == Isa::Avx512)  // 128-chunks: 64 bytes = 16 words of 8 nibbles; nibble k of word j is element 8j + k
-      for (; c + 128 <= c1; c += 128)
-        for (int k = 0; k < 8; ++k)
-          for (int j = 0; j < 16; ++j) scratch[c + 16 * k + j] = x[c + 8 * j + k];
-    for (; c + 32 <= c1; c += 32)  // 32-chunks: even elements, then odd ones
-      for (int j = 0; j < 16; ++j) {
-        scratch[c + j] = x[c + 2 * j];
-        scratch[c + 16 + j] = x[c + 2 * j + 1];
-      }
+    if (isa == Isa::Avx512)
+      for (; c + 128 <= c1; c += 128) order_chunk128(x, c, scratch);
+    for (; c + 32 <= c1; c += 32) order_chunk32(x, c, scratch);
   }
   return scratch;
 }
@@ -114,6 +129,10 @@ void dequantize_rows(const PackedMatrix& m, Isa isa, int64_t b, int64_t e, float
 }
 
 namespace detail {
+
+bool int4_small_groups(const PackedMatrix& m) {
+  return m.format == Format::Int4 && m.scale_row_stride != 0 && (m.group_size == 32 || m.group_size == 64);
+}
 
 namespace {
 inline float half_at(const uint8_t* p) {

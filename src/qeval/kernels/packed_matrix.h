@@ -31,10 +31,11 @@
 // s * (float(q) - z) of quant/quantizer.h), through a 16-entry lookup table built with those
 // operations for 4-bit codes, so dequantize_rows reproduces the dequantized matrix bit for bit
 // and the GEMV differs from a dot product with the dequantized row only in the order of the
-// float additions (and in FMA skipping the product's rounding). Exception: the AVX-512 Int8
-// GEMV forms float(q) - z as the dequantizer does but multiplies by the scale once per group
-// sum instead of per weight (one fewer operation per weight; at most two more roundings per
-// term, covered by the constant 64 below). With u = 2^-24 and
+// float additions (and in FMA skipping the product's rounding). Exceptions: the AVX-512 Int8
+// GEMV, and the AVX-512 Int4 GEMV with groups of 32 or 64, form float(q) - z as the dequantizer
+// does but multiply by the scale once per group sum (Int4: per lane sum of 4 products) instead
+// of per weight (fewer operations per weight; at most two more roundings per term, covered by
+// the constant 64 below). With u = 2^-24 and
 // M = sum_i |x_i * w_i| (plus |x_c| * (|v| + |w_grid|) per outlier), each result lies within
 //     (n / 8 + 64 + 2 * outliers_in_row) * u * M
 // of the exact real sum: each term passes through at most that many roundings (8 or 16 SIMD
@@ -102,8 +103,9 @@ Isa usable_isa(const PackedMatrix& m, Isa limit);
 // unpacking needs no shuffles: for Int4 SIMD paths, within each group, AVX-512 takes as many
 // 128-element chunks as fit (element 8j + k of a chunk moves to 16k + j: nibble k of 32-bit
 // word j), then 32-element chunks (the 16 even-indexed elements, then the 16 odd ones; AVX2
-// uses only these), and leaves the tail in place. Otherwise x itself. scratch:
-// activation_scratch_floats(m) floats.
+// uses only these), and leaves the tail in place; with groups of 32 or 64 (and not per tensor)
+// AVX-512 takes the 128-element chunks across group boundaries, from the row's start. Otherwise
+// x itself. scratch: activation_scratch_floats(m) floats.
 size_t activation_scratch_floats(const PackedMatrix& m);
 const float* prepare_activation(const PackedMatrix& m, Isa isa, const float* x, float* scratch);
 
