@@ -189,7 +189,8 @@ QEVAL_AVX512_INLINE void nibble_step(const __m512i* v, const __m512* lut, const 
   }
 }
 
-// One 32-code chunk of R rows (16 bytes each; xp in the even-then-odd order), each row with its table.
+// One 32-code chunk of R rows (16 bytes each; xp in the even-then-odd order), each row with its
+// own table.
 template <int R>
 QEVAL_AVX512_INLINE void chunk32_step(const PackedMatrix& m, const uint8_t* const* row, int64_t c, const __m512* lut,
                                       const float* xp, __m512 (*acc)[2]) {
@@ -247,6 +248,11 @@ QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, c
   QEVAL_UNROLL_ROWS for (int r = 0; r < R; ++r) y[r] = row_total(acc[r]) + tail[r];
 }
 
+// Lane j of the result = v[lane_group[j]] (the chunk's per-group values spread over their lanes).
+QEVAL_AVX512_INLINE __m512 per_lane(__m512i lane_group, __mmask8 groups, const float* v) {
+  return _mm512_permutexvar_ps(lane_group, _mm512_castps128_ps512(_mm_maskz_loadu_ps(groups, v)));
+}
+
 // Int4 in groups of 32 or 64 (int4_small_groups): a 128-code chunk spans 4 or 2 groups, and
 // 32-bit word j of it (codes 8j .. 8j + 7) lies in group (c + 8j) / group_size, so lane j's
 // products belong to one group. The chunk is multiplied with one table of float(q) - z for all
@@ -254,11 +260,6 @@ QEVAL_AVX512 void rows_int4(const PackedMatrix& m, int64_t r0, const float* x, c
 // of 4 products is scaled by its group's scale: no table per group of 32, the scale applied
 // once per 4 products, as the Int8 kernel applies it once per group (packed_matrix.h's bound
 // covers the extra rounding). The columns after the last whole chunk take the per-group path.
-// Lane j of the result = v[lane_group[j]] (the chunk's per-group values spread over their lanes).
-QEVAL_AVX512_INLINE __m512 per_lane(__m512i lane_group, __mmask8 groups, const float* v) {
-  return _mm512_permutexvar_ps(lane_group, _mm512_castps128_ps512(_mm_maskz_loadu_ps(groups, v)));
-}
-
 template <int R, bool Asym>
 QEVAL_AVX512 void rows_int4_small_groups(const PackedMatrix& m, int64_t r0, const float* x, const float* xp, float* y) {
   const int64_t n = m.cols, gs = m.group_size, c128 = n / 128 * 128, cf = n / 32 * 32;
