@@ -126,9 +126,10 @@ void PackedLinearWeights::matmul(const float* x, int64_t rows, float* y, ThreadP
     return;
   }
   if (kernels::gemm_supported(m_, isa_)) {
-    // Panels dequantized straight into the micro-kernel's layout (packed_gemm.h; prefill
-    // 1.04-1.12x F32 for F16 / Q8_0 / Q4_0 / W4g128, where dequantized tiles + sgemm were
-    // 0.92-0.96x). Each output is computed whole by one task: thread-count independent.
+    // Panels dequantized straight into the micro-kernel's layout (packed_gemm.h; whole-model
+    // prefill 1.05-1.16x F32 per round for every float-activation format, docs/BENCHMARKS.md,
+    // where dequantized tiles + sgemm were 0.91-1.05x). Each output is computed whole by one
+    // task: thread-count independent.
     pool.parallel_for(out, feature_grain(out, pool.size(), 64),
                       [&](int64_t b, int64_t e, int) { kernels::gemm(m_, isa_, x, rows, y, out, b, e); });
     return;
