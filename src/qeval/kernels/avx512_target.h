@@ -4,6 +4,8 @@
 // x86-64 with GCC or Clang only.
 #include <immintrin.h>
 
+#include "qeval/kernels/unroll_rows.h"
+
 // GCC 12's AVX-512 headers build "undefined" vectors by self-initialization (__m512 __Y = __Y),
 // which -Wuninitialized reports at every inlined use; the values are never read.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -13,8 +15,3 @@
 
 #define QEVAL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define QEVAL_AVX512_INLINE inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
-
-// Loops over the R output rows of a kernel must be unrolled so that GCC keeps the rows'
-// accumulators and tables in registers; -O2 leaves them rolled, with the arrays on the stack
-// (one store-to-load round trip per chunk or group).
-#define QEVAL_UNROLL_ROWS _Pragma("GCC unroll 4")
