@@ -34,9 +34,13 @@
 // float additions (and in FMA skipping the product's rounding). Exceptions: the AVX-512 Int8
 // GEMV, and the AVX-512 Int4 GEMV with groups of 32 or 64, form float(q) - z as the dequantizer
 // does but multiply by the scale once per group sum (Int4: per lane sum of 4 products) instead
-// of per weight (fewer operations per weight; at most two more roundings per term, covered by
-// the constant 64 below). With u = 2^-24 and
-// M = sum_i |x_i * w_i| (plus |x_c| * (|v| + |w_grid|) per outlier), each result lies within
+// of per weight; the AVX2 GEMV does so for Q8_0 and Q4_0 (float(q) or float(q - 8), scaled by d
+// per block) and for Int8 / Int4 sums x * float(q) and x per group, then scales t - z * X (fewer
+// operations per weight; at most two more roundings per term, covered by the constant 64
+// below). With u = 2^-24 and
+// M = sum_i |x_i * w_i| (plus |x_c| * (|v| + |w_grid|) per outlier; AVX2 Int8 / Int4: plus
+// 2 * sum_i |x_i * s * z| of each element's group, since |x * s * q| <= |x * w| + |x * s * z|
+// and z * X adds that much again), each result lies within
 //     (n / 8 + 64 + 2 * outliers_in_row) * u * M
 // of the exact real sum: each term passes through at most that many roundings (8 or 16 SIMD
 // lanes accumulate about n/8 or n/16 terms each, then a lane reduction, a scalar tail shorter
