@@ -51,6 +51,11 @@ QEVAL_AVX2_INLINE __m256 int_weights(__m256i q, __m256 s, __m256 z) {
   return _mm256_mul_ps(s, _mm256_sub_ps(_mm256_cvtepi32_ps(q), z));
 }
 
+// float(q) of 8 signed bytes (Q8_0 codes).
+QEVAL_AVX2_INLINE __m256 signed8(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
 // Row r's exact weights into o[0, cols) (outliers not applied).
 QEVAL_AVX2_INLINE void dequantize_row(const PackedMatrix& m, int64_t r, float* o) {
   const uint8_t* row = m.row(r);
@@ -65,8 +70,7 @@ QEVAL_AVX2_INLINE void dequantize_row(const PackedMatrix& m, int64_t r, float* o
         const uint8_t* p = row + 34 * b;
         const __m256 d = _mm256_set1_ps(half_scalar(p));
         for (int k = 0; k < 4; ++k)
-          _mm256_storeu_ps(o + 32 * b + 8 * k,
-                           _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 2 + 8 * k)))), d));
+          _mm256_storeu_ps(o + 32 * b + 8 * k, _mm256_mul_ps(signed8(p + 2 + 8 * k), d));
       }
       c = n;
       break;
@@ -123,9 +127,6 @@ QEVAL_AVX2_INLINE void prefetch_ahead(const uint8_t* p, size_t row_bytes) {
 }
 
 QEVAL_AVX2_INLINE __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-QEVAL_AVX2_INLINE __m256 signed8(const uint8_t* p) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
 
 // Shared frame of the row kernels: R row pointers, one accumulator and one scalar tail per row,
 // y[r] = lane sum + tail.
@@ -225,8 +226,8 @@ QEVAL_AVX2 void rows_q4(const PackedMatrix& m, int64_t r0, const float* x, float
 
 // Int8 / Int4: per group, t = sum x * float(q) over the group's whole 8- (Int8) or 32-code
 // (Int4) chunks and X = sum x lane by lane over the same elements (shared by the R rows), then
-// acc += s * (t - z * X): float(q) - z is not formed per weight (the subtraction was a quarter
-// of the operations; bench_kernels BM_Gemv w4g128 one thread 907 -> 668 us without it). The
+// acc += s * (t - z * X): float(q) - z is not formed per weight (bench_kernels BM_Gemv one
+// thread, against subtracting z per weight: w4g128 958 -> 806 us, w8 755 -> 634). The
 // error bound then grows by the zero-point's share (packed_matrix.h). The group's remaining
 // columns take the scalar path. Int4 reads xp, the activation with every 32-chunk in
 // even-then-odd order (prepare_activation): byte j of a chunk holds elements 2j (low nibble)
